@@ -1,0 +1,26 @@
+"""MobileBERT end to end in PyTorch: models, checkpoints, distillation, fine-tuning, fast inference."""
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, MobileBertConfig
+from .modeling import (
+    MobileBertForMaskedLM,
+    MobileBertForPreTraining,
+    MobileBertForQuestionAnswering,
+    MobileBertForSequenceClassification,
+    MobileBertModel,
+    ModelOutput,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "MobileBertConfig",
+    "MobileBertForMaskedLM",
+    "MobileBertForPreTraining",
+    "MobileBertForQuestionAnswering",
+    "MobileBertForSequenceClassification",
+    "MobileBertModel",
+    "ModelOutput",
+]

@@ -1,0 +1,175 @@
+"""Hugging Face checkpoints in and out: key renaming, prefix handling, shape checks, atomic saves.
+
+Our module names already match transformers' ``modeling_mobilebert.py``, so the key table is short:
+BERT's ``bert.`` prefix, old TF-style ``gamma``/``beta`` names, and the MLM head's extra matrix. Nothing is
+unpickled from a checkpoint: safetensors first, ``.bin`` only through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, MobileBertConfig, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+BASE = "mobilebert."
+# Ours <-> Hugging Face, for names that differ (applied to the key's tail).
+RENAMES = {"cls.predictions.extra": "cls.predictions.dense.weight"}
+# Present in some checkpoints, derivable or tied: dropped on load.
+IGNORED_SUFFIXES = ("embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested model."""
+
+
+# ----------------------------------------------------------------------------- reading
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint folder or file, without executing any pickle."""
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in WEIGHT_FILES if (path / n).is_file()]
+        if not found:
+            raise FileNotFoundError(f"{path}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+        path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    if path.name.endswith(".index.json"):
+        index = json.loads(path.read_text(encoding="utf-8"))
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            state.update(read_state_dict(path.parent / shard))
+        return state
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated weights file ({str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a flat dict of tensors")
+    return obj
+
+
+def normalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face names (mobilebert or bert, old gamma/beta) -> our names, prefix kept as ``mobilebert.``."""
+    inverse = {hf: ours for ours, hf in RENAMES.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith(IGNORED_SUFFIXES):
+            continue
+        if key.startswith("bert."):
+            key = BASE + key[len("bert."):]
+        if key.endswith(".gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith(".beta"):
+            key = key[: -len("beta")] + "bias"
+        out[inverse.get(key, key)] = value
+    return out
+
+
+def load_pretrained(cls: type[M], path: str | os.PathLike, strict: bool = True, **config_overrides) -> M:
+    """Build ``cls`` from a Hugging Face folder and load its weights.
+
+    Missing encoder weights are an error (``strict``); missing head weights are initialised fresh and
+    listed, as are unexpected keys (e.g. a pre-training head when loading a classifier).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json in the checkpoint directory")
+    config = MobileBertConfig.from_json(path / "config.json", **config_overrides)
+    state = normalize_keys(read_state_dict(path))
+    model = cls(config)
+    load_state(model, state, source=str(path), strict=strict)
+    model.eval()
+    return model
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "state dict",
+               strict: bool = True) -> dict[str, list[str]]:
+    """Load normalised keys into ``model``, adding or stripping the ``mobilebert.`` prefix as it needs."""
+    expected = model.state_dict()
+    has_prefix = any(k.startswith(BASE) for k in expected)
+    if has_prefix and not any(k.startswith(BASE) for k in state):
+        state = {(k if k.startswith("cls.") else BASE + k): v for k, v in state.items()}
+    elif not has_prefix:
+        state = {k[len(BASE):]: v for k, v in state.items() if k.startswith(BASE)} or state
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+           for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if bad:
+        raise CheckpointError(f"{source}: weight shapes do not match the config: " + "; ".join(bad[:5])
+                              + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    encoder_missing = [k for k in missing if _is_encoder_key(k)]
+    if strict and encoder_missing:
+        raise CheckpointError(f"{source}: {len(encoder_missing)} encoder weights missing, e.g. "
+                              f"{', '.join(encoder_missing[:3])}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    if missing:
+        log.warning("%s: newly initialised (not in checkpoint): %s", source, ", ".join(missing))
+    if unexpected:
+        log.warning("%s: unused checkpoint weights: %s", source, ", ".join(unexpected))
+    info = {"missing_keys": missing, "unexpected_keys": unexpected}
+    model.loading_info = info
+    return info
+
+
+def _is_encoder_key(key: str) -> bool:
+    key = key[len(BASE):] if key.startswith(BASE) else key
+    return key.startswith(("embeddings.", "encoder."))
+
+
+# ----------------------------------------------------------------------------- writing
+def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our state dict under Hugging Face names (``bert.`` prefix for BERT configs)."""
+    config: MobileBertConfig = model.config
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        key = RENAMES.get(key, key)
+        if key == "cls.predictions.dense.weight" and value.numel() == 0:
+            continue  # BERT: no extra MLM matrix
+        if config.model_type == "bert" and key.startswith(BASE):
+            key = "bert." + key[len(BASE):]
+        out[key] = value.detach().contiguous().cpu()
+    return out
+
+
+def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """config.json + model.safetensors, each written to a temp file and renamed into place."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config: MobileBertConfig = model.config
+    arch = type(model).__name__
+    if config.model_type == "bert":
+        arch = arch.replace("MobileBert", "Bert")
+    cfg = config.to_dict()
+    cfg["architectures"] = [arch]
+    fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".safetensors.tmp")
+    os.close(fd)
+    try:
+        save_file(to_hf_state_dict(model), tmp, metadata={"format": "pt"})
+        os.replace(tmp, path / "model.safetensors")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+__all__ = ["CheckpointError", "ConfigError", "load_pretrained", "load_state", "read_state_dict",
+           "save_pretrained", "to_hf_state_dict"]

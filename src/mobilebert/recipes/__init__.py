@@ -1,0 +1,1 @@
+"""Recipes: each puts the pieces together for one command and reads top to bottom."""
