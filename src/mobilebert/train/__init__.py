@@ -1,0 +1,1 @@
+"""Training machinery shared by teacher pre-training, distillation and fine-tuning."""
