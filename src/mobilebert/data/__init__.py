@@ -1,0 +1,1 @@
+"""Data: pre-training corpora, GLUE and SQuAD."""
