@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import TypeVar
@@ -57,6 +58,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors "
+                              "(only weights_only pickles are read)") from None
     except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt or truncated weights file ({str(e).splitlines()[0]})") from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -108,7 +112,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
     if has_prefix and not any(k.startswith(BASE) for k in state):
         state = {(k if k.startswith("cls.") else BASE + k): v for k, v in state.items()}
     elif not has_prefix:
-        state = {k[len(BASE):]: v for k, v in state.items() if k.startswith(BASE)} or state
+        state = {k.removeprefix(BASE): v for k, v in state.items()}
     bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
            for k, v in state.items() if k in expected and v.shape != expected[k].shape]
     if bad:
@@ -142,8 +146,6 @@ def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         key = RENAMES.get(key, key)
-        if key == "cls.predictions.dense.weight" and value.numel() == 0:
-            continue  # BERT: no extra MLM matrix
         if config.model_type == "bert" and key.startswith(BASE):
             key = "bert." + key[len(BASE):]
         out[key] = value.detach().contiguous().cpu()

@@ -121,6 +121,8 @@ class MobileBertConfig:
             need(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
         need(self.layer_norm_eps > 0, f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
         need(self.model_type in ("mobilebert", "bert"), f"model_type must be mobilebert or bert, got {self.model_type!r}")
+        need(not (self.model_type == "bert" and self.legacy_norm_eps),
+             "legacy_norm_eps reproduces a quirk of transformers' MobileBERT; BERT checkpoints do not have it")
         need(0 <= self.pad_token_id < self.vocab_size, f"pad_token_id {self.pad_token_id} outside the vocabulary")
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
@@ -182,7 +184,7 @@ class MobileBertConfig:
         for key, value in raw.items():
             if key in known:
                 values[key] = value
-            elif key in HF_IGNORED_KEYS:
+            elif key in HF_IGNORED_KEYS or key == "model_type":
                 continue
             else:
                 extra[key] = value

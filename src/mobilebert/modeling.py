@@ -285,7 +285,8 @@ class MobileBertPreTrainedModel(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, MobileBertLMPredictionHead):
-            nn.init.normal_(m.extra, std=std)
+            if m.extra is not None:
+                nn.init.normal_(m.extra, std=std)
             nn.init.zeros_(m.bias)
 
     def num_parameters(self) -> int:
@@ -407,14 +408,15 @@ class MobileBertLMPredictionHead(nn.Module):
         super().__init__()
         self.transform = MobileBertPredictionHeadTransform(config)
         self.word_embeddings = [word_embeddings]  # a list keeps the tied module out of this state dict
-        self.extra = nn.Parameter(torch.zeros(config.hidden_size - config.embedding_size, config.vocab_size))
+        extra = config.hidden_size - config.embedding_size
+        self.extra = nn.Parameter(torch.zeros(extra, config.vocab_size)) if extra else None
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, h: Tensor) -> Tensor:
         t = self.transform(h)  # (B, T, H)
         E = self.word_embeddings[0].weight.shape[1]
         logits = t[..., :E] @ self.word_embeddings[0].weight.t()  # (B, T, V)
-        if self.extra.shape[0]:
+        if self.extra is not None:
             logits = logits + t[..., E:] @ self.extra
         return logits + self.bias
 

