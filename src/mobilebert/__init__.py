@@ -10,6 +10,7 @@ from .modeling import (
     MobileBertModel,
     ModelOutput,
 )
+from .tokenizer import MobileBertTokenizer, TokenizerError
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,7 @@ __all__ = [
     "MobileBertForQuestionAnswering",
     "MobileBertForSequenceClassification",
     "MobileBertModel",
+    "MobileBertTokenizer",
     "ModelOutput",
+    "TokenizerError",
 ]
