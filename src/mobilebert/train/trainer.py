@@ -1,0 +1,349 @@
+"""One training loop for teacher pre-training and distillation: stages, DDP, bf16, accumulation, clipping,
+checkpoint/resume, logging and a NaN guard.
+
+The loop knows nothing of losses: it calls ``model(batch, stage, counts)``, which returns a dict of
+*unweighted* loss terms named ``term`` or ``term/layer.i``; the stage's ``terms`` weigh them. ``counts`` are
+the real-token, masked-token and sequence counts of the whole global batch (all micro-batches, all ranks),
+so a term normalised by them sums to the single-process value whatever the accumulation and world size.
+
+Run it plainly for one process, or under ``torchrun`` (gloo on CPU, nccl on GPU) for DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..distill.strategies import Stage
+from .metrics import MetricsLogger
+from .optim import build_param_groups, make_optimizer, set_lr, warmup_decay
+from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or inf; the message names the step, the term and the layer."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping; the model, data and stages come from the recipe."""
+
+    out_dir: str = "runs/distill"
+    optimizer: str = "lamb"  # lamb | adamw
+    lr: float = 1.5e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    decay_power: float = 1.0  # 1: linear decay after warm-up; other values: polynomial
+    batch_size: int = 32  # global batch per optimizer step (all ranks, all micro-batches)
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only with loss_scaling)
+    loss_scaling: bool = False
+    save_every: int = 0  # checkpoint every N optimizer steps (0: only at stage ends)
+    keep_last: int = 3
+    log_every: int = 10
+    seed: int = 0
+    tensorboard: bool = True
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.optimizer not in ("lamb", "adamw"):
+            raise ValueError(f"optimizer must be lamb or adamw, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and not self.loss_scaling:
+            raise ValueError("precision fp16 refused: MobileBERT's NoNorm activations reach ~1e6, beyond fp16's "
+                             "65504, and gradients underflow; use bf16, or fp16 with loss_scaling=true")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+
+
+class Loader(Protocol):
+    def __iter__(self) -> Iterator[dict[str, Tensor]]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Task(Protocol):
+    """What the loop trains: an nn.Module returning loss terms, its parameter groups and its exports."""
+
+    module: nn.Module
+
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]: ...
+    def export(self, stage: Stage, out_dir: Path) -> None: ...
+
+
+# ----------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun group when launched by torchrun (WORLD_SIZE > 1), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Dist(rank, dist.get_world_size() if dist.is_initialized() else 1, local, device)
+
+
+def _all_gather(obj: Any, d: Dist) -> list[Any]:
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _all_reduce(t: Tensor, d: Dist) -> Tensor:
+    if d.world > 1:
+        dist.all_reduce(t)
+    return t
+
+
+# ----------------------------------------------------------------------------- data
+class Batches:
+    """Endless micro-batches from ``make_loader(epoch)``; its state (epoch + the loader's cursor) resumes exactly."""
+
+    def __init__(self, make_loader: Callable[[int], Loader]) -> None:
+        self.make_loader, self.epoch = make_loader, 0
+        self.loader = make_loader(0)
+        self._it: Iterator | None = None
+
+    def __next__(self) -> dict[str, Tensor]:
+        for _ in range(2):
+            if self._it is None:
+                self._it = iter(self.loader)
+            try:
+                return next(self._it)
+            except StopIteration:
+                self.epoch += 1
+                self.loader, self._it = self.make_loader(self.epoch), None
+        raise ValueError("the training data yields no batches (too little data for one batch?)")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "loader": self.loader.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.loader = self.make_loader(self.epoch)
+        self.loader.load_state_dict(state["loader"])
+        self._it = None
+
+
+def batch_counts(batches: list[dict[str, Tensor]], d: Dist) -> dict[str, Tensor]:
+    """Real tokens, masked (labelled) tokens and sequences over the global batch."""
+    c = torch.zeros(3, dtype=torch.float64)
+    for b in batches:
+        c[0] += b["attention_mask"].sum() if "attention_mask" in b else b["input_ids"].numel()
+        c[1] += (b["labels"] != -100).sum() if "labels" in b else 0
+        c[2] += b["input_ids"].shape[0]
+    c = _all_reduce(c.to(d.device), d).cpu()
+    return {"tokens": c[0].clamp_min(1).float(), "masked": c[1].clamp_min(1).float(), "sequences": c[2].float()}
+
+
+def weighted_total(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """Sum of ``weight(term) * value`` where ``fmt/layer.3`` takes the weight of ``fmt``."""
+    total = None
+    for name, value in terms.items():
+        w = weights.get(name.split("/")[0], 0.0)
+        if w:
+            total = value * w if total is None else total + value * w
+    if total is None:
+        raise ValueError(f"no weighted loss term among {sorted(terms)}")
+    return total
+
+
+def _memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _check_finite(terms: dict[str, Tensor], step: int, last_ckpt: Path | None) -> None:
+    values = torch.stack([t.detach().float() for t in terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for (name, _), v in zip(terms.items(), values.tolist(), strict=True):
+        if not math.isfinite(v):
+            term, _, layer = name.partition("/")
+            where = f" of {layer}" if layer else ""
+            raise NonFiniteLossError(f"step {step}: loss term {term}{where} is {v}; stopped, last good checkpoint: "
+                                     f"{last_ckpt or 'none'}")
+
+
+# ----------------------------------------------------------------------------- the loop
+def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], cfg: TrainConfig,
+        resume: bool = False, d: Dist | None = None) -> dict[str, Any]:
+    """Run ``stages`` in order; returns a summary (final step, per-stage export dirs, last logged terms).
+
+    Checkpoints go to ``out_dir/checkpoints``, each stage's result to ``out_dir/stages/<name>``, metrics to
+    ``out_dir/metrics.jsonl`` and ``out_dir/tensorboard``."""
+    cfg.validate()
+    d = d or init_distributed()
+    out = Path(cfg.out_dir)
+    ckpt_root = out / "checkpoints"
+    per_rank = cfg.batch_size // (d.world * cfg.grad_accum)
+    if per_rank * d.world * cfg.grad_accum != cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by world size {d.world} x grad_accum "
+                         f"{cfg.grad_accum}")
+    module = task.module.to(d.device)
+    batches = Batches(make_loader)
+    start_stage, start_step, global_step, opt_state = 0, 0, 0, None
+    last_ckpt = latest_checkpoint(ckpt_root) if resume else None
+    if resume and last_ckpt is None:
+        log.info("--resume: no checkpoint under %s; starting from scratch", ckpt_root)
+    if last_ckpt is not None:
+        state = load_checkpoint(last_ckpt)
+        if state["world_size"] != d.world:
+            raise ValueError(f"{last_ckpt}: saved with {state['world_size']} processes, resuming with {d.world}; "
+                             "resume with the same world size")
+        module.load_state_dict(state["model"])
+        start_stage, start_step, global_step = state["stage_index"], state["stage_step"], state["global_step"]
+        opt_state = state["optimizer"]
+        batches.load_state_dict(state["data"][d.rank])
+        set_rng_state(state["rng"][d.rank])
+        log.info("resumed from %s (stage %d, step %d of it, global step %d)", last_ckpt, start_stage, start_step,
+                 global_step)
+    else:
+        torch.manual_seed(cfg.seed)
+
+    logger = MetricsLogger(out, tensorboard=cfg.tensorboard) if d.main else None
+    autocast = (torch.autocast(d.device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+                if cfg.precision != "fp32" else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler(d.device.type) if cfg.precision == "fp16" else None
+    last_terms: dict[str, float] = {}
+    exports: dict[str, str] = {}
+
+    def checkpoint(stage_index: int, stage_step: int, optimizer: torch.optim.Optimizer | None) -> Path | None:
+        rngs, cursors = _all_gather(rng_state(), d), _all_gather(batches.state_dict(), d)
+        path = None
+        if d.main:
+            path = save_checkpoint(ckpt_root, global_step, {
+                "model": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+                "stage_index": stage_index, "stage_step": stage_step, "global_step": global_step,
+                "stage_name": stages[stage_index].name if stage_index < len(stages) else "done",
+                "rng": rngs, "data": cursors, "world_size": d.world,
+            }, keep_last=cfg.keep_last)
+        if d.world > 1:
+            dist.barrier()
+        return path or latest_checkpoint(ckpt_root)
+
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        # -- stage setup: trainable groups, a fresh optimizer (its own warm-up), a fresh DDP wrapper
+        groups = build_param_groups(task.param_groups(), stage.lr_multipliers, cfg.lr, cfg.weight_decay)
+        optimizer = make_optimizer(cfg.optimizer, groups, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
+        if si == start_stage and opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        trainable = [p for g in groups for p in g["params"]]
+        model: nn.Module = module
+        if d.world > 1:
+            model = nn.parallel.DistributedDataParallel(module, device_ids=[d.local_rank] if d.device.type == "cuda"
+                                                        else None)
+        if d.main:
+            frozen = sorted(set(task.param_groups()) - set(stage.lr_multipliers))
+            log.info("stage %s: %d steps, terms %s, layers %s, lr x %s, frozen %s", stage.name, stage.steps,
+                     stage.terms, stage.layers, stage.lr_multipliers, frozen)
+        warmup = int(stage.steps * stage.warmup_fraction)
+        first = start_step if si == start_stage else 0
+        bar = tqdm(total=stage.steps, initial=first, desc=stage.name, disable=not (cfg.progress and d.main),
+                   dynamic_ncols=True)
+        module.train()
+        t_last, samples_since = time.perf_counter(), 0
+        for stage_step in range(first, stage.steps):
+            # -- lr for this step
+            set_lr(optimizer, cfg.lr, warmup_decay(stage_step, warmup, stage.steps, cfg.decay_power))
+            # -- one global batch: micro-batches, counts over all ranks
+            micro = [{k: v.to(d.device) for k, v in next(batches).items()} for _ in range(cfg.grad_accum)]
+            counts = {k: v.to(d.device) for k, v in batch_counts(micro, d).items()}
+            step_terms: dict[str, Tensor] = {}
+            for k, batch in enumerate(micro):
+                sync = contextlib.nullcontext() if (d.world == 1 or k == len(micro) - 1) else model.no_sync()
+                with sync:
+                    with autocast:
+                        terms = model(batch, stage, counts)
+                    _check_finite(terms, global_step + 1, last_ckpt)
+                    loss = weighted_total(terms, stage.terms) * d.world  # DDP averages gradients over ranks
+                    (scaler.scale(loss) if scaler else loss).backward()
+                for name, v in terms.items():
+                    step_terms[name] = step_terms.get(name, 0.0) + v.detach().float()
+            # -- clip and step
+            if scaler:
+                scaler.unscale_(optimizer)
+            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm) if cfg.max_grad_norm > 0
+                         else torch.zeros(()))
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            samples_since += cfg.batch_size
+            # -- log
+            done = stage_step + 1 == stage.steps
+            if global_step % cfg.log_every == 0 or done or stage_step == first:
+                names = sorted(step_terms)
+                vals = _all_reduce(torch.stack([step_terms[n] for n in names]).float(), d).tolist()
+                last_terms = dict(zip(names, vals, strict=True))
+                total = sum(stage.terms.get(n.split("/")[0], 0.0) * v for n, v in last_terms.items())
+                now = time.perf_counter()
+                rate = samples_since / max(now - t_last, 1e-9)
+                t_last, samples_since = now, 0
+                if d.main:
+                    lrs = {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}
+                    logger.log(global_step, stage=stage.name, loss=total, **{f"loss/{n}": v for n, v in last_terms.items()},
+                               grad_norm=float(grad_norm), samples_per_s=rate, memory_mb=_memory_mb(d.device), **lrs)
+                    bar.set_postfix(loss=f"{total:.4g}", samples_s=f"{rate:.1f}")
+            bar.update(1)
+            # -- checkpoint
+            if cfg.save_every and global_step % cfg.save_every == 0 and not done:
+                last_ckpt = checkpoint(si, stage_step + 1, optimizer)
+        bar.close()
+        # -- stage end: checkpoint (next stage, step 0) and a from_pretrained-loadable export
+        last_ckpt = checkpoint(si + 1, 0, None)
+        if d.main:
+            stage_dir = out / "stages" / stage.name
+            task.export(stage, stage_dir)
+            exports[stage.name] = str(stage_dir)
+            log.info("stage %s done at global step %d -> %s", stage.name, global_step, stage_dir)
+        if d.world > 1:
+            dist.barrier()
+    if logger:
+        logger.close()
+    return {"global_step": global_step, "exports": exports, "last_terms": last_terms, "out_dir": str(out)}
