@@ -64,6 +64,66 @@ def _demo(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
+@command("pretrain-teacher")
+def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "pretrain-teacher", "Pre-train a teacher (IB-BERT or any preset/config) with MLM + NSP.",
+                "mobilebert pretrain-teacher configs/teacher_demo.yaml data=runs/data train.out_dir=runs/teacher\n"
+                "  torchrun --nproc_per_node 8 -m mobilebert pretrain-teacher configs/teacher_ib_bert_large.yaml")
+    p.add_argument("config", nargs="?", help="YAML config (configs/teacher_*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=1000 train.lr=1e-3")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
+
+    def run(a: argparse.Namespace) -> int:
+        from .recipes.distill import load_config
+        from .recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
+        from .train.trainer import NonFiniteLossError
+
+        cfg = load_config(TeacherConfig, a.config, _split_overrides(a))
+        try:
+            result = pretrain_teacher(cfg, resume=a.resume)
+        except NonFiniteLossError as e:
+            print(f"mobilebert pretrain-teacher: stopped: {e}", file=sys.stderr)
+            return 3
+        print(f"teacher: {result['exports'].get('pretrain', '(no stage run)')}")
+        return 0
+
+    return run
+
+
+@command("distill")
+def _distill(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "distill", "Distil a MobileBERT student from a teacher (progressive, joint, auxiliary; "
+                "or none: from scratch).",
+                "mobilebert distill configs/distill_demo.yaml teacher=runs/teacher/stages/pretrain data=runs/data\n"
+                "  torchrun --nproc_per_node 8 -m mobilebert distill configs/distill_mobilebert.yaml strategy=joint")
+    p.add_argument("config", nargs="?", help="YAML config (configs/distill_*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. strategy=joint train.batch_size=64")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
+
+    def run(a: argparse.Namespace) -> int:
+        from .recipes.distill import DistillConfig, distill, load_config
+        from .train.trainer import NonFiniteLossError
+
+        cfg = load_config(DistillConfig, a.config, _split_overrides(a))
+        try:
+            result = distill(cfg, resume=a.resume)
+        except NonFiniteLossError as e:
+            print(f"mobilebert distill: stopped: {e}", file=sys.stderr)
+            return 3
+        for stage, path in result["exports"].items():
+            print(f"{stage}: {path}")
+        return 0
+
+    return run
+
+
+def _split_overrides(a: argparse.Namespace) -> list[str]:
+    """A config path given as key=value belongs to the overrides (the config itself is optional)."""
+    if a.config and "=" in a.config:
+        a.overrides, a.config = [a.config, *a.overrides], None
+    return a.overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilebert", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

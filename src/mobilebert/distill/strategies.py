@@ -1,7 +1,8 @@
 """Distillation strategies as data: each strategy is a list of ``Stage`` objects the trainer runs in order.
 
-Parameter groups of the student: ``embeddings``, ``layer.0`` .. ``layer.{L-1}`` (a block plus its transfer
-projection, if any) and ``heads`` (MLM, NSP, pooler). A group absent from a stage's ``lr_multipliers`` (or at
+Parameter groups of the student: ``embeddings``, ``layer.0`` .. ``layer.{L-1}`` (the blocks), ``proj.0`` ..
+``proj.{L-1}`` (learned teacher-width projections, empty when widths match; trained only while their layer's
+transfer terms count) and ``heads`` (MLM, NSP, pooler). A group absent from a stage's ``lr_multipliers`` (or at
 0) is frozen for that stage. Loss terms: ``fmt``, ``mean``, ``var``, ``att`` (transfer, for the stage's
 ``layers``), ``mlm_kd`` (pre-training distillation), ``nsp``, ``mlm`` (plain MLM, strategy ``none``).
 """
@@ -37,7 +38,8 @@ class Stage:
 
 
 def group_names(num_layers: int) -> list[str]:
-    return ["embeddings", *(f"layer.{i}" for i in range(num_layers)), "heads"]
+    return ["embeddings", *(f"layer.{i}" for i in range(num_layers)), *(f"proj.{i}" for i in range(num_layers)),
+            "heads"]
 
 
 def build_schedule(strategy: str, num_layers: int, transfer_steps: int, distill_steps: int, *,
@@ -58,8 +60,9 @@ def build_schedule(strategy: str, num_layers: int, transfer_steps: int, distill_
     unknown = sorted(set(weights) - set(TRANSFER_TERMS))
     if unknown:
         raise ValueError(f"unknown transfer loss term(s) {unknown}; known: {', '.join(TRANSFER_TERMS)}")
-    everything = {g: 1.0 for g in group_names(num_layers)}
+    everything = {g: 1.0 for g in group_names(num_layers) if not g.startswith("proj.")}
     all_layers = list(range(num_layers))
+    all_proj = {f"proj.{i}": 1.0 for i in range(num_layers)}
     pd = Stage("distill", distill_steps, {"mlm_kd": 1.0, "nsp": 1.0}, [], dict(everything), warmup_fraction)
 
     def transfer_groups(active: dict[str, float]) -> dict[str, float]:
@@ -73,9 +76,9 @@ def build_schedule(strategy: str, num_layers: int, transfer_steps: int, distill_
                       warmup_fraction)]
     if strategy == "auxiliary":
         return [Stage("auxiliary", transfer_steps + distill_steps, {**weights, "mlm_kd": 1.0, "nsp": 1.0}, all_layers,
-                      dict(everything), warmup_fraction)]
+                      everything | all_proj, warmup_fraction)]
     if strategy == "joint":
-        layers = {f"layer.{i}": 1.0 for i in all_layers}
+        layers = {f"layer.{i}": 1.0 for i in all_layers} | all_proj
         stages = [Stage("joint", transfer_steps, dict(weights), all_layers, transfer_groups(layers), warmup_fraction)]
         return [s for s in stages if s.steps > 0] + ([pd] if distill_steps else [])
     # progressive: phase l trains layer l at 1x, lower layers slowed (or frozen), upper layers untouched.
@@ -83,7 +86,7 @@ def build_schedule(strategy: str, num_layers: int, transfer_steps: int, distill_
     per_phase = [transfer_steps // num_layers + (1 if i < transfer_steps % num_layers else 0) for i in all_layers]
     for layer in all_layers:
         lower = lower_lr if lower_layers == "slow" else 0.0
-        mults = {f"layer.{i}": lower for i in range(layer)} | {f"layer.{layer}": 1.0}
+        mults = {f"layer.{i}": lower for i in range(layer)} | {f"layer.{layer}": 1.0, f"proj.{layer}": 1.0}
         if "embeddings" not in copied_groups:
             mults["embeddings"] = 1.0 if layer == 0 else lower
         stages.append(Stage(f"progressive.{layer}", per_phase[layer], dict(weights), [layer], transfer_groups(mults),

@@ -1,0 +1,60 @@
+"""Pre-train a teacher (IB-BERT or any preset/config) with MLM + NSP, or continue from a checkpoint.
+
+No IB-BERT teacher has ever been released; this trains one. Any ``from_pretrained`` directory (for example
+a BERT checkpoint) can instead be given straight to ``mobilebert distill teacher=DIR``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..config import MobileBertConfig
+from ..distill.strategies import Stage, group_names
+from ..modeling import MobileBertForPreTraining
+from ..train.trainer import TrainConfig, fit, init_distributed
+from .distill import DistillModule, DistillTask, check_data, pretraining_loaders, write_resolved
+
+
+@dataclass
+class TeacherConfig:
+    preset: str = "ib-bert-large"
+    model: dict[str, Any] = field(default_factory=dict)  # MobileBertConfig overrides
+    config_json: str | None = None  # a config.json (HF or official TF) instead of a preset
+    init: str | None = None  # continue from a from_pretrained directory
+    data: str | None = None
+    steps: int = 1_000_000
+    warmup_fraction: float = 0.01
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/teacher", lr=1e-3))
+
+
+def build_teacher(cfg: TeacherConfig) -> MobileBertForPreTraining:
+    if cfg.init:
+        return MobileBertForPreTraining.from_pretrained(cfg.init, **cfg.model)
+    if cfg.config_json:
+        return MobileBertForPreTraining(MobileBertConfig.from_json(cfg.config_json, **cfg.model))
+    return MobileBertForPreTraining(MobileBertConfig.from_preset(cfg.preset, **cfg.model))
+
+
+def pretrain_stage(num_layers: int, steps: int, warmup_fraction: float) -> Stage:
+    groups = {g: 1.0 for g in group_names(num_layers) if not g.startswith("proj.")}
+    return Stage("pretrain", steps, {"mlm": 1.0, "nsp": 1.0}, [], groups, warmup_fraction)
+
+
+def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None) -> dict[str, Any]:
+    """Train with MLM + NSP; the result (``out_dir/stages/pretrain``) is a from_pretrained directory."""
+    cfg.train.validate()
+    d = init_distributed()
+    data = check_data(cfg.data) if make_loader is None else None
+    torch.manual_seed(cfg.train.seed)
+    model = build_teacher(cfg)
+    module = DistillModule(model, None, None)
+    if make_loader is None:
+        per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d)
+    if d.main:
+        write_resolved(cfg, cfg.train.out_dir)
+    stage = pretrain_stage(model.config.num_hidden_layers, cfg.steps, cfg.warmup_fraction)
+    return fit(DistillTask(module), [stage], make_loader, cfg.train, resume=resume, d=d)
