@@ -167,3 +167,22 @@ def test_no_norm_and_activation_choices_are_built_once():
     layer = m.encoder.layer[0]
     assert isinstance(layer.attention.output.LayerNorm, torch.nn.LayerNorm)
     assert isinstance(layer.intermediate.act, torch.nn.ReLU6)
+
+
+def test_padding_invariance_property():
+    """Any sentence, any amount of right padding: real-token outputs unchanged (hypothesis-driven)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    model = MobileBertModel(tiny_config(padding_invariant=True)).eval()
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight[0].normal_()
+
+    @settings(max_examples=25, deadline=None)
+    @given(ids=st.lists(st.integers(1, 999), min_size=1, max_size=20), pad=st.integers(1, 40))
+    def check(ids: list[int], pad: int) -> None:
+        a = _real_token_outputs(model, ids, len(ids) + pad)
+        b = _real_token_outputs(model, ids, len(ids))
+        assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-5
+
+    check()
