@@ -1,0 +1,124 @@
+"""Plots and ``report.md`` for a run: loss curves per stage and per layer, accuracy, latency against size.
+
+Every number in the report is read from the run's metrics files, so the report and the files cannot disagree.
+matplotlib is an optional extra; without it the report is written with tables only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .config import atomic_write_text
+from .train.metrics import read_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: report.md without plots")
+        return None
+    return plt
+
+
+def plot_losses(runs: dict[str, Path], out_png: Path, key: str = "loss") -> Path | None:
+    """One curve of ``key`` against step per run (a metrics.jsonl each); stage boundaries as dotted lines."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, path in runs.items():
+        recs = [r for r in read_metrics(path) if isinstance(r.get(key), (int, float))]
+        if not recs:
+            continue
+        ax.plot([r["step"] for r in recs], [r[key] for r in recs], label=name)
+        stages = [(r["step"], r.get("stage")) for r in recs]
+        for (_, a), (s, b) in zip(stages, stages[1:], strict=False):
+            if a != b:
+                ax.axvline(s, color="grey", linestyle=":", linewidth=0.8)
+    ax.set(xlabel="step", ylabel=key, yscale="log", title=f"{key} per step (dotted: stage boundaries)")
+    ax.legend()
+    return _save(fig, out_png)
+
+
+def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt") -> Path | None:
+    """Per-layer transfer loss (keys ``loss/<term>/layer_<i>``) against step: each falls during its phase."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in read_metrics(metrics):
+        for k, v in r.items():
+            if k.startswith(f"loss/{term}") and isinstance(v, (int, float)):
+                series[k].append((r["step"], v))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in sorted(series):
+        steps, vals = zip(*series[k], strict=True)
+        ax.plot(steps, vals, label=k.split("/")[-1])
+    ax.set(xlabel="step", ylabel=f"{term} loss", yscale="log", title=f"{term} transfer loss per layer")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out_png)
+
+
+def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str) -> Path | None:
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(values)
+    bars = ax.bar(names, [values[n] for n in names], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
+    for b, n in zip(bars, names, strict=True):
+        ax.annotate(f"{values[n]:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom")
+    ax.set(ylabel=ylabel, title=title)
+    return _save(fig, out_png)
+
+
+def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path) -> Path | None:
+    """Scatter of latency (ms) against size on disk (MB), one labelled point per model/backend."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["size_mb"], r["latency_ms"])
+        ax.annotate(r["name"], (r["size_mb"], r["latency_ms"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="size on disk (MB)", ylabel="latency (ms, median)", title="latency against size")
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png: Path) -> Path:
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return out_png
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, title: str, sections: list[tuple[str, str]]) -> Path:
+    """``sections`` are (heading, markdown body) pairs; written atomically."""
+    body = [f"# {title}", ""]
+    for heading, text in sections:
+        body += [f"## {heading}", "", text.strip(), ""]
+    atomic_write_text(path, "\n".join(body))
+    return path
