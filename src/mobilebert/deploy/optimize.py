@@ -85,6 +85,12 @@ class _Buffers(nn.Module):
         self.register_buffer(name, t.float().contiguous())
         return getattr(self, name)
 
+    def put_linear(self, w_name: str, b_name: str, lin: nn.Linear) -> None:
+        """A Linear's transposed weight and bias as two buffers (for ``addmm(b, x, W_t)``)."""
+        W, b = _lin(lin)
+        self.put(w_name, W.t())
+        self.put(b_name, b)
+
     def _apply(self, fn, recurse: bool = True):  # nn.Module's hook behind .to(), .float(), ...
         out = super()._apply(fn, recurse)
         self.refresh()
@@ -266,7 +272,7 @@ class FusedBlock(_Buffers):
         if second:
             W2, b2 = _stack(*second)
             self.Wqkv_t, self.bqkv = self.put("Wqkv_t", W2.t()), self.put("bqkv", b2)
-        self.Wo_t, self.bo = (self.put(n, t) for n, t in zip(("Wo_t", "bo"), _t(_lin(layer.attention.output.dense))))
+        self.put_linear("Wo_t", "bo", layer.attention.output.dense)
         self._norm("ao", layer.attention.output.LayerNorm)
         self.groups = []
         ffns = [(f.intermediate.dense, f.output.dense, f.output.LayerNorm) for f in layer.ffn]
@@ -280,7 +286,7 @@ class FusedBlock(_Buffers):
                                 self.eps[f"ffn{i}"]])
         self.bottleneck = layer.output.bottleneck is not None
         if self.bottleneck:
-            self.Wb_t, self.bb = (self.put(n, t) for n, t in zip(("Wb_t", "bb"), _t(_lin(layer.output.bottleneck.dense))))
+            self.put_linear("Wb_t", "bb", layer.output.bottleneck.dense)
             self._norm("out", layer.output.bottleneck.LayerNorm)
         self.refresh()
 
@@ -350,12 +356,12 @@ class FastMobileBert(_Buffers):
             self.pooler_dense = _t(_lin(base.pooler.dense))
             self.pool_W, self.pool_b = self.put("pool_W", self.pooler_dense[0]), self.put("pool_b", self.pooler_dense[1])
         if self.head == "seqcls":
-            self.cls_W, self.cls_b = (self.put(n, t) for n, t in zip(("cls_W", "cls_b"), _t(_lin(model.classifier))))
+            self.put_linear("cls_W", "cls_b", model.classifier)
         elif self.head == "qa":
-            self.qa_W, self.qa_b = (self.put(n, t) for n, t in zip(("qa_W", "qa_b"), _t(_lin(model.qa_outputs))))
+            self.put_linear("qa_W", "qa_b", model.qa_outputs)
         elif self.head in ("mlm", "pretrain"):
             p = model.cls.predictions
-            self.mlm_W, self.mlm_b = (self.put(n, t) for n, t in zip(("mlm_W", "mlm_b"), _t(_lin(p.transform.dense))))
+            self.put_linear("mlm_W", "mlm_b", p.transform.dense)
             self.mlm_ln_w, self.mlm_ln_b = self.put("mlm_ln_w", p.transform.LayerNorm.weight.detach()), \
                 self.put("mlm_ln_b", p.transform.LayerNorm.bias.detach())
             self.mlm_eps = float(p.transform.LayerNorm.eps)
@@ -365,8 +371,7 @@ class FastMobileBert(_Buffers):
             dec = torch.cat(parts)  # (H, V): one GEMM
             self.dec, self.dec_b = self.put("dec", dec), self.put("dec_b", p.bias.detach())
             if self.head == "pretrain":
-                self.nsp_W, self.nsp_b = (self.put(n, t) for n, t in zip(("nsp_W", "nsp_b"),
-                                                                         _t(_lin(model.cls.seq_relationship))))
+                self.put_linear("nsp_W", "nsp_b", model.cls.seq_relationship)
         self.act = ACTS[c.hidden_act]
         self.out_dtype = torch.float32
         self.eval()
@@ -387,8 +392,9 @@ class FastMobileBert(_Buffers):
         if bad:
             raise ValueError(f"the optimized inference model does not support {', '.join(bad)}; use the eager model")
         B, T = input_ids.shape
-        if T > self.config.max_position_embeddings:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {self.config.max_position_embeddings}")
+        limit = self.config.max_position_embeddings
+        if input_ids.shape[1] > limit:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {limit}; truncate the input")
         mask = self._mask(attention_mask)
         h = self.embeddings(input_ids, token_type_ids, attention_mask)  # (B*T, H)
         hidden = [h]

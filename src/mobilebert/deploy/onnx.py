@@ -1,0 +1,222 @@
+"""ONNX export with a parity gate, and an ONNX Runtime wrapper that is called like the PyTorch model.
+
+The exported graph is the *optimized* model (NoNorm folded, projections fused), so ONNX Runtime starts from
+fewer, larger GEMMs. Batch and sequence axes are dynamic. Every export is checked against the eager
+PyTorch model on random inputs, with and without padding, before anything appears at the destination:
+files are written into a temporary sibling folder that is renamed into place only when parity holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import CheckpointError
+from ..config import MobileBertConfig
+from ..modeling import MODEL_CLASSES, ModelOutput
+from .optimize import FastMobileBert, optimize_for_inference
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+FP32_TOL = 1e-4  # max |onnx - eager| / max |eager|, per output
+INT8_TOL = 0.25  # int8 is judged on task accuracy; this only catches a broken graph
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce the PyTorch model."""
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how closely it matches eager PyTorch (relative max error per output)."""
+
+    out_dir: str
+    files: dict[str, int] = field(default_factory=dict)  # name -> bytes
+    outputs: list[str] = field(default_factory=list)
+    parity: dict[str, float] = field(default_factory=dict)  # "fp32"/"int8" -> worst relative error
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+class _ExportWrapper(nn.Module):
+    """Positional tensors in, a tuple of named outputs out (what the ONNX exporter wants)."""
+
+    def __init__(self, fast: FastMobileBert) -> None:
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
+        out = self.fast(input_ids, attention_mask, token_type_ids)
+        return tuple(getattr(out, n) for n in self.fast.output_names())
+
+
+def _export_graph(fast: FastMobileBert, path: Path) -> None:
+    cfg = fast.config
+    ids = torch.randint(1, cfg.vocab_size, (2, 16))
+    B, T = torch.export.Dim("batch"), torch.export.Dim("seq", max=cfg.max_position_embeddings)
+    axes = {name: {0: B, 1: T} for name in INPUT_NAMES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        torch.onnx.export(_ExportWrapper(fast).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+                          input_names=INPUT_NAMES, output_names=fast.output_names(), dynamic_shapes=axes,
+                          dynamo=True, optimize=True, external_data=False)
+
+
+def random_inputs(config: MobileBertConfig, seed: int = 0) -> list[dict[str, Tensor]]:
+    """Parity probes: several batch/sequence shapes, with and without right padding and token types."""
+    g = torch.Generator().manual_seed(seed)
+    probes = []
+    for B, T, pad in ((1, 9, False), (3, 24, True), (2, 61, True), (4, 5, False)):
+        T = min(T, config.max_position_embeddings)
+        ids = torch.randint(1, config.vocab_size, (B, T), generator=g)
+        mask = torch.ones_like(ids)
+        if pad:
+            for b in range(1, B):
+                mask[b, max(1, T - 3 * b):] = 0
+            ids = ids * mask  # [PAD] = 0 where masked
+        tt = torch.randint(0, config.type_vocab_size, (B, T), generator=g) * mask
+        probes.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": tt})
+    return probes
+
+
+def parity_error(reference: nn.Module, candidate, config: MobileBertConfig, names: list[str]) -> float:
+    """Worst relative max error of ``candidate`` against ``reference`` over :func:`random_inputs`."""
+    worst = 0.0
+    with torch.no_grad():
+        for inputs in random_inputs(config):
+            ref, got = reference(**inputs), candidate(**inputs)
+            for n in names:
+                r, c = ref[n].float(), got[n].float()
+                if not torch.isfinite(c).all():
+                    return float("inf")
+                worst = max(worst, float((r - c).abs().max() / r.abs().max().clamp_min(1e-12)))
+    return worst
+
+
+class OnnxModel:
+    """An exported model run by ONNX Runtime, called like the PyTorch model.
+
+    ``OnnxModel(dir_or_file)(input_ids, attention_mask=None, token_type_ids=None)`` -> :class:`ModelOutput`
+    with torch tensors under the same field names (``logits``, ``last_hidden_state``, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, int8: bool = False) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / ("model.int8.onnx" if int8 else "model.onnx")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX model")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, **unsupported) -> ModelOutput:
+        bad = [k for k, v in unsupported.items() if v not in (None, False)]
+        if bad:
+            raise ValueError(f"the ONNX model does not support {', '.join(bad)}")
+        ids = _np(input_ids)
+        feeds = {"input_ids": ids,
+                 "attention_mask": np.ones_like(ids) if attention_mask is None else _np(attention_mask),
+                 "token_type_ids": np.zeros_like(ids) if token_type_ids is None else _np(token_type_ids)}
+        outs = self.session.run(self.output_names, feeds)
+        return ModelOutput(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outs, strict=True)})
+
+    forward = __call__
+
+
+def _np(x) -> np.ndarray:
+    return (x.numpy() if isinstance(x, Tensor) else np.asarray(x)).astype(np.int64)
+
+
+def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False, overwrite: bool = False
+                ) -> ExportReport:
+    """Export ``model`` (any MobileBERT class) to ``out_dir/model.onnx`` (+ ``model.int8.onnx``).
+
+    Raises :class:`ExportError` (and leaves nothing at ``out_dir``) when ONNX Runtime disagrees with eager
+    PyTorch by more than ``FP32_TOL`` relative, or the int8 graph is broken.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists; choose a new folder or pass overwrite=True")
+    model = model.eval()
+    fast = optimize_for_inference(model)
+    names = fast.output_names()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        report = ExportReport(out_dir=str(out_dir), outputs=names)
+        _export_graph(fast, tmp / "model.onnx")
+        err = parity_error(model, OnnxModel(tmp / "model.onnx"), model.config, names)
+        report.parity["fp32"] = err
+        if not err <= FP32_TOL:
+            raise ExportError(f"ONNX parity check failed: relative error {err:.3g} > {FP32_TOL:g}; nothing written")
+        if int8:
+            from .quantize import quantize_onnx
+
+            quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
+            err8 = parity_error(model, OnnxModel(tmp / "model.int8.onnx"), model.config, names)
+            report.parity["int8"] = err8
+            if not err8 <= INT8_TOL:
+                raise ExportError(f"int8 ONNX model is broken: relative error {err8:.3g} > {INT8_TOL:g}")
+        model.config.to_json(tmp / "config.json")
+        report.files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        (tmp / "export.json").write_text(report.to_json() + "\n", encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s (parity %s)", out_dir, report.parity)
+    return report
+
+
+def load_for_export(model_dir: str | os.PathLike) -> nn.Module:
+    """Load a checkpoint folder with the class named in its config.json; any missing weight is an error
+    (an export with freshly initialised weights would silently ship a random head)."""
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json (not a checkpoint folder)")
+    try:
+        archs = json.loads(cfg_path.read_text(encoding="utf-8")).get("architectures") or ["MobileBertModel"]
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+    name = archs[0].replace("MobileBert", "").replace("Bert", "")
+    cls = MODEL_CLASSES.get(f"MobileBert{name}", MODEL_CLASSES["MobileBertModel"])
+    model = cls.from_pretrained(model_dir)
+    missing = getattr(model, "loading_info", {}).get("missing_keys", [])
+    if missing:
+        raise CheckpointError(f"{model_dir}: checkpoint does not match {cls.__name__}: {len(missing)} weights "
+                              f"missing, e.g. {', '.join(missing[:3])}")
+    return model
+
+
+def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
+                      overwrite: bool = False) -> ExportReport:
+    """``mobilebert export``: checkpoint folder -> ONNX folder (model.onnx, config.json, export.json)."""
+    return export_onnx(load_for_export(model_dir), out_dir, int8=int8, overwrite=overwrite)
+
+
+__all__ = ["ExportError", "ExportReport", "OnnxModel", "export_checkpoint", "export_onnx", "load_for_export",
+           "parity_error", "random_inputs"]
