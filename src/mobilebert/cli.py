@@ -124,6 +124,141 @@ def _split_overrides(a: argparse.Namespace) -> list[str]:
     return a.overrides
 
 
+@command("finetune")
+def _finetune(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "finetune", "Fine-tune a checkpoint on a GLUE task or SQuAD; keep the best epoch per seed.",
+                "mobilebert finetune --task sst2 --data ../shared/data/glue --model CKPT --out runs/sst2 "
+                "--seeds 1,2,3\n  mobilebert finetune --config configs/finetune_squad.yaml --task squad "
+                "--data squad/ --model CKPT --out runs/squad")
+    p.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, "
+                   "squad, squad2")
+    p.add_argument("--data", required=True, help="GLUE root (or task folder), or the folder with SQuAD's JSON")
+    p.add_argument("--model", required=True, help="checkpoint folder (ours, HF MobileBERT or HF BERT)")
+    p.add_argument("--out", required=True, help="output folder: seed-N/best, metrics.jsonl, results.json")
+    p.add_argument("--config", help="YAML hyper-parameters (configs/finetune_*.yaml); flags override it")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--warmup", type=float, help="fraction of steps (< 1) or a step count")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3 (mean +- std over them)")
+    p.add_argument("--max-train-examples", type=int, help="train on a fixed random subset of this size")
+    p.add_argument("--max-eval-examples", type=int, help="evaluate on the first N examples only")
+    p.add_argument("--doc-stride", type=int)
+    p.add_argument("--max-query-length", type=int)
+    p.add_argument("--max-answer-length", type=int)
+    p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
+    p.add_argument("--source", choices=["tsv", "datasets"], help="GLUE from TSV files or the datasets library")
+
+    def run(a: argparse.Namespace) -> int:
+        from .recipes.finetune import finetune, format_summary, load_finetune_config
+
+        kw = load_finetune_config(a.config) if a.config else {}
+        for name in ("lr", "batch_size", "epochs", "max_seq_length", "warmup", "weight_decay",
+                     "max_train_examples", "max_eval_examples", "doc_stride", "max_query_length",
+                     "max_answer_length", "source"):
+            if getattr(a, name) is not None:
+                kw[name] = getattr(a, name)
+        if a.seeds:
+            kw["seeds"] = [int(s) for s in a.seeds.split(",")]
+        if a.random_init:
+            kw["random_init"] = True
+        results = finetune(a.task, a.data, a.model, a.out, **kw)
+        print(format_summary(results))
+        print(f"results: {a.out}/results.json")
+        return 0
+
+    return run
+
+
+@command("evaluate")
+def _evaluate(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "evaluate", "Score a fine-tuned model on dev splits, or write GLUE-server files for test.",
+                "mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue\n"
+                "  mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue --split test "
+                "--out submission/")
+    p.add_argument("--model", required=True, help="a folder written by `mobilebert finetune` (seed-N/best)")
+    p.add_argument("--data", required=True, help="GLUE root (or task folder), or a SQuAD dev JSON / its folder")
+    p.add_argument("--task", help="only needed for checkpoints without finetune.json")
+    p.add_argument("--split", action="append", help="split(s) to run, e.g. dev, test, dev_mismatched "
+                   "(default: every dev split)")
+    p.add_argument("--out", help="folder for eval_results.json, GLUE-server files or SQuAD predictions")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, help="first N examples only")
+
+    def run(a: argparse.Namespace) -> int:
+        from .recipes.finetune import evaluate
+
+        results = evaluate(a.model, a.data, task=a.task, splits=a.split, batch_size=a.batch_size, out_dir=a.out,
+                           limit=a.limit)
+        for split, metrics in results.items():
+            if isinstance(metrics, dict):
+                print(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in metrics.items()))
+        return 0
+
+    return run
+
+
+@command("predict")
+def _predict(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "predict", "Run a fine-tuned model on sentences, sentence pairs or question + context.",
+                "mobilebert predict --model runs/sst2/seed-1/best \"a gripping , moving film .\"\n"
+                "  mobilebert predict --model runs/rte/seed-1/best --pair \"A man sleeps.\" \"Someone rests.\"\n"
+                "  mobilebert predict --model runs/squad/seed-1/best --question \"Who won?\" --context \"...\"\n"
+                "  mobilebert predict --model runs/sst2/seed-1/best --file reviews.txt   "
+                "(one input per line; TAB between the two texts of a pair)")
+    p.add_argument("--model", required=True, help="a folder written by `mobilebert finetune`")
+    p.add_argument("texts", nargs="*", help="sentences to classify")
+    p.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"), help="a sentence pair (repeatable)")
+    p.add_argument("--question", action="append", help="a question (with --context; repeatable)")
+    p.add_argument("--context", action="append", help="the context of each --question")
+    p.add_argument("--file", help="inputs, one per line: a sentence, or two texts separated by a TAB "
+                   "(sentence pair, or question TAB context)")
+    p.add_argument("--task", help="only needed for checkpoints without finetune.json")
+    p.add_argument("--top-k", type=int, default=1, help="also print the next best labels / answers")
+
+    def run(a: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from .recipes.finetune import predict
+
+        inputs: list = list(a.texts) + [tuple(x) for x in a.pair or []]
+        if a.question or a.context:
+            if len(a.question or []) != len(a.context or []):
+                raise ValueError("give one --context per --question")
+            inputs += list(zip(a.question, a.context, strict=True))
+        if a.file:
+            lines = Path(a.file).read_text(encoding="utf-8").splitlines()
+            empty = sum(not line.strip() for line in lines)
+            for n, line in enumerate(lines, 1):
+                if line.strip():
+                    parts = line.split("\t")
+                    if len(parts) > 2:
+                        raise ValueError(f"{a.file}:{n}: {len(parts)} TAB-separated fields, expected 1 or 2")
+                    inputs.append(tuple(parts) if len(parts) == 2 else parts[0])
+            if empty:
+                logging.getLogger(__name__).warning("%s: skipped %d empty line(s)", a.file, empty)
+        if not inputs:
+            raise ValueError("nothing to predict: give sentences, --pair, --question/--context or --file")
+        for row in predict(a.model, inputs, task=a.task, top_k=a.top_k):
+            if "answer" in row:
+                print(f"{row['answer']!r}\t{row['score']:.4f}\t{row['question']}")
+                for text, prob in row["alternatives"]:
+                    print(f"  {text!r}\t{prob:.4f}")
+            elif "label" in row:
+                others = "  ".join(f"{lab} {pr:.4f}" for lab, pr in row["top"][1:])
+                shown = row["text"] + (f" ||| {row['text_pair']}" if "text_pair" in row else "")
+                print(f"{row['label']}\t{row['score']:.4f}\t{shown}" + (f"\t({others})" if others else ""))
+            else:
+                shown = row["text"] + (f" ||| {row['text_pair']}" if "text_pair" in row else "")
+                print(f"{row['score']:.4f}\t{shown}")
+        return 0
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilebert", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

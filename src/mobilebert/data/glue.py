@@ -28,6 +28,7 @@ from ..config import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"  # sst2_train.tsv, sst2_dev.tsv
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # QNLI/WNLI have long fields
 
 
@@ -127,12 +128,13 @@ class GlueExample:
 
 # ----------------------------------------------------------------------------- reading
 def resolve_path(task: GlueTask, data_dir: str | os.PathLike, split: str) -> Path:
-    """The file for ``split``; ``data_dir`` may be the GLUE root or the task's own folder."""
+    """The file for ``split``; ``data_dir`` may be the GLUE root, the task's own folder, or a folder of
+    ``<task>_<split>.tsv`` files like the bundled sample (``SAMPLE_DIR``)."""
     if split not in task.files:
         raise ValueError(f"task {task.name} has no split {split!r}; splits: {', '.join(task.files)}")
     rel = Path(task.files[split])
     root = Path(data_dir)
-    for candidate in (root / rel, root / rel.name, root.parent / rel):
+    for candidate in (root / rel, root / rel.name, root.parent / rel, root / f"{task.name}_{split}.tsv"):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"{root / rel}: no {task.name} {split} file (expected the GLUE folder layout)")
