@@ -78,7 +78,8 @@ def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
         from .recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
         from .train.trainer import NonFiniteLossError
 
-        cfg = load_config(TeacherConfig, a.config, _split_overrides(a))
+        overrides = _split_overrides(a)
+        cfg = load_config(TeacherConfig, a.config, overrides)
         try:
             result = pretrain_teacher(cfg, resume=a.resume)
         except NonFiniteLossError as e:
@@ -104,7 +105,8 @@ def _distill(sub: argparse._SubParsersAction) -> Runner:
         from .recipes.distill import DistillConfig, distill, load_config
         from .train.trainer import NonFiniteLossError
 
-        cfg = load_config(DistillConfig, a.config, _split_overrides(a))
+        overrides = _split_overrides(a)
+        cfg = load_config(DistillConfig, a.config, overrides)
         try:
             result = distill(cfg, resume=a.resume)
         except NonFiniteLossError as e:
