@@ -477,8 +477,14 @@ def load_finetune_config(path: str | Path) -> dict[str, Any]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of hyper-parameters")
-    allowed = [n for n, p in inspect.signature(finetune).parameters.items() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(raw) - set(allowed))
+    params = {n: p for n, p in inspect.signature(finetune).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(raw) - set(params))
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(params)}")
+    for key, value in raw.items():  # YAML reads 1e-4 (no dot) as a string
+        if isinstance(params[key].default, float) and isinstance(value, str):
+            try:
+                raw[key] = float(value)
+            except ValueError:
+                raise ValueError(f"{path}: {key} must be a number, not {value!r}") from None
     return raw
