@@ -306,6 +306,57 @@ def _prepare_pretraining(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
+@command("export")
+def _export(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "export", "Export a checkpoint to ONNX (dynamic batch/sequence) after a parity check against "
+                "PyTorch; --int8 adds a per-channel dynamically quantized model.int8.onnx.",
+                "mobilebert export --format onnx --int8 runs/sst2/best exported/sst2")
+    p.add_argument("model_dir", help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("out", help="output folder (must not exist unless --overwrite); written atomically")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
+    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (head kept in fp32)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+    def run(a: argparse.Namespace) -> int:
+        from .deploy.onnx import ExportError, export_checkpoint
+
+        try:
+            report = export_checkpoint(a.model_dir, a.out, int8=a.int8, overwrite=a.overwrite)
+        except (ExportError, FileExistsError) as e:
+            raise ValueError(str(e)) from None
+        files = ", ".join(f"{n} ({b / 2**20:.1f} MB)" for n, b in report.files.items())
+        parity = ", ".join(f"{k} {v:.2e}" for k, v in report.parity.items())
+        print(f"{report.out_dir}: {files}; outputs {', '.join(report.outputs)}; relative error vs PyTorch: {parity}")
+        return 0
+
+    return run
+
+
+@command("bench")
+def _bench(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "bench", "Latency (median, p90) of eager, optimized, bf16, ONNX Runtime fp32/int8, torch int8 "
+                "and transformers on the same weights over batch x seq x threads; sizes; JSON + PNG.",
+                "mobilebert bench runs/sst2/best --batches 1 --seqs 128 --threads 2 --repeats 5")
+    p.add_argument("model_dir", help="checkpoint folder")
+    p.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 384])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per backend and grid point")
+
+    def run(a: argparse.Namespace) -> int:
+        from .deploy.bench import ALL_BACKENDS, BenchConfig, bench_checkpoint, format_table
+
+        cfg = BenchConfig(batches=tuple(a.batches), seqs=tuple(a.seqs), threads=tuple(a.threads),
+                          backends=tuple(a.backends or ALL_BACKENDS), repeats=a.repeats)
+        print(format_table(bench_checkpoint(a.model_dir, a.out, cfg)))
+        print(f"wrote {a.out}/bench.json and {a.out}/bench.png")
+        return 0
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilebert", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

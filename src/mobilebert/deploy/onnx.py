@@ -72,7 +72,7 @@ def _export_graph(fast: FastMobileBert, path: Path) -> None:
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         torch.onnx.export(_ExportWrapper(fast).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
                           input_names=INPUT_NAMES, output_names=fast.output_names(), dynamic_shapes=axes,
-                          dynamo=True, optimize=True, external_data=False)
+                          dynamo=True, optimize=True, external_data=False, verbose=False)
 
 
 def random_inputs(config: MobileBertConfig, seed: int = 0) -> list[dict[str, Tensor]]:

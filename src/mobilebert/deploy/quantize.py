@@ -53,7 +53,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, keep_head_fp32
     log.info("int8: keeping in fp32: %s", ", ".join(excluded) or "nothing")
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor at INFO on the root logger
+    root.setLevel(max(level, logging.ERROR))  # the quantizer logs every tensor on the root logger
     try:
         quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
