@@ -52,6 +52,7 @@ import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def split_sentences(paragraph: str) -> list[str]:
     """Sentences of one paragraph (see the module docstring for the rule)."""
     out: list[str] = []
     for piece in _SENTENCE_BREAK.split(paragraph.strip()):
-        if out and _NOT_AN_END.search(out[-1]):
+        if out and _NOT_AN_END.search(out[-1][-12:]):  # the tail suffices (and keeps this linear)
             out[-1] = f"{out[-1]} {piece}"
         elif piece:
             out.append(piece)
@@ -217,9 +218,9 @@ def _tokenize_chunk(args: tuple[str, list[list[str]], int, str]) -> dict[str, np
                         para = para.replace(old, new)
                 texts.extend(split_sentences(para))
         per_doc.append(len(texts) - n0)
-    encodings = _STATE["tokenizer"].encode_batch_fast(texts, add_special_tokens=False)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    tokens = np.fromiter((i for e in encodings for i in e.ids), dtype=id_dtype, count=int(lengths.sum()))
+    ids = [e.ids for e in _STATE["tokenizer"].encode_batch_fast(texts, add_special_tokens=False)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(chain.from_iterable(ids), dtype=id_dtype, count=int(lengths.sum()))
     # Cut over-long sentences into pieces of at most max_piece tokens; drop empty ones.
     doc_of = np.repeat(np.arange(len(per_doc)), per_doc)
     long = lengths > max_piece
@@ -241,6 +242,17 @@ def _corpus() -> dict[str, np.ndarray]:
         _STATE["corpus"] = {name: np.load(d / f"{name}.npy", mmap_mode="r")
                             for name in ("tokens", "sent_off", "doc_first")}
     return _STATE["corpus"]
+
+
+def _continuation() -> np.ndarray:
+    """Boolean table over ids: True for ``##`` pieces (whole-word masking), built once per process."""
+    if "continuation" not in _STATE:
+        vocab = _STATE["tokenizer"].get_vocab(with_added_tokens=True)
+        cont = np.zeros(max(vocab.values()) + 1, dtype=bool)
+        for piece, i in vocab.items():
+            cont[i] = piece.startswith("##")
+        _STATE["continuation"] = cont
+    return _STATE["continuation"]
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -367,23 +379,25 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
     seed, t = opts["seed"], opts["max_seq_length"]
     max_tokens = t - 3
     first = int(doc_first[doc_lo])
-    lens = np.diff(np.asarray(sent_off[first:int(doc_first[doc_hi]) + 1])).tolist()
-    a_start, a_len, b_start, b_len, rand_next, keys = [], [], [], [], [], []
+    offs = np.asarray(sent_off[first:int(doc_first[doc_hi]) + 1]).tolist()  # this range's sentence offsets
+    firsts = np.asarray(doc_first[doc_lo:doc_hi + 1]).tolist()
+    doc_seeds = hash_key(seed, dupe, np.arange(doc_lo, doc_hi)).tolist()
+    a_start, a_len, b_start, b_len, rand_next, ex_doc, ex_num = [], [], [], [], [], [], []
     for d in range(doc_lo, doc_hi):
-        rng = random.Random(int(hash_key(seed, dupe, d)))
-        s_lo, s_hi = int(doc_first[d]), int(doc_first[d + 1])
+        rng = random.Random(doc_seeds[d - doc_lo])
+        s_lo, s_hi = firsts[d - doc_lo], firsts[d - doc_lo + 1]
         target = max_tokens
         if rng.random() < opts["short_seq_prob"]:
             target = rng.randint(2, max_tokens)
         chunk_lo, chunk_len, made = s_lo, 0, 0
         i = s_lo
         while i < s_hi:
-            chunk_len += lens[i - first]
+            chunk_len += offs[i + 1 - first] - offs[i - first]
             if i == s_hi - 1 or chunk_len >= target:
                 n_seg = i + 1 - chunk_lo
                 a_end = rng.randint(chunk_lo + 1, i) if n_seg >= 2 else chunk_lo + 1
-                start = int(sent_off[chunk_lo])
-                la = int(sent_off[a_end]) - start
+                start = offs[chunk_lo - first]
+                la = offs[a_end - first] - start
                 is_random = rng.random() < 0.5
                 if n_seg == 1 and not is_random and la < 2:
                     is_random = True  # a one-token sentence cannot be split into A and B
@@ -403,15 +417,16 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
                     i = a_end - 1  # put back the unused segments, as BERT does
                 elif n_seg == 1:  # IsNext inside one sentence: split it at a random token
                     la = rng.randint(1, la - 1)
-                    bs, lb = start + la, int(sent_off[a_end]) - start - la
+                    bs, lb = start + la, offs[a_end - first] - start - la
                 else:
-                    bs, lb = int(sent_off[a_end]), int(sent_off[i + 1]) - int(sent_off[a_end])
+                    bs, lb = offs[a_end - first], offs[i + 1 - first] - offs[a_end - first]
                 a_start.append(start)
                 a_len.append(la)
                 b_start.append(bs)
                 b_len.append(lb)
                 rand_next.append(is_random)
-                keys.append(int(hash_key(seed, dupe, d, made)))
+                ex_doc.append(d)
+                ex_num.append(made)
                 made += 1
                 chunk_lo, chunk_len = i + 1, 0
             i += 1
@@ -421,7 +436,7 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
     if n == 0:
         return out, {"examples": 0, "is_next": 0, "masked": 0, "maskable": 0}
     a_start, a_len, b_start, b_len = (np.asarray(x, dtype=np.int64) for x in (a_start, a_len, b_start, b_len))
-    key_arr = np.asarray(keys, dtype=np.uint64)
+    key_arr = hash_key(seed, dupe, np.asarray(ex_doc), np.asarray(ex_num))  # per-example keys
     # Truncate the pair to max_tokens as BERT does (trim the longer, ties trim B; each trimmed token comes
     # off the front or the back with probability 1/2), in closed form.
     over = a_len + b_len > max_tokens
@@ -448,7 +463,7 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
     ids[rows, a_len + 1] = opts["sep_id"]
     ids[rows, length - 1] = opts["sep_id"]
     spec = MaskingSpec(**opts["masking"])
-    cont = _STATE.get("continuation") if spec.whole_word_masking else None
+    cont = _continuation() if spec.whole_word_masking else None
     maskable = in_a | in_b
     corrupted, selected = mask_tokens(ids, maskable, word_starts(ids, maskable, cont), key_arr, spec)
     p = opts["max_predictions_per_seq"]
@@ -552,7 +567,7 @@ def prepare_pretraining(
     seed: int = 12345,
     workers: int = 1,
     shard_size: int = 100_000,
-    chunk_bytes: int = 1 << 20,
+    chunk_bytes: int = 1 << 18,
     input_format: str = "auto",
     tokenizer: MobileBertTokenizer | None = None,
     progress: bool = True,
@@ -602,12 +617,6 @@ def prepare_pretraining(
                     sep_id=tok.sep_token_id, masking=asdict(MaskingSpec(
                         masked_lm_prob, max_predictions_per_seq, whole_word_masking, tok.vocab_size,
                         tok.mask_token_id)))
-        if pool is not None:
-            pool.close()
-            pool.join()
-            pool = ctx.Pool(workers, initializer=_init_examples_worker, initargs=(*init_args, whole_word_masking))
-        else:
-            _init_examples_worker(*init_args, whole_word_masking)
         shards, ex_counts = _write_examples(work, out, opts, counts["chunk_docs"], dupe_factor, shard_size, seed,
                                             pool, progress)
     finally:
@@ -636,17 +645,6 @@ def prepare_pretraining(
     _atomic_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     log.info("%s: %d examples in %d shards from %d tokens", out, counts["examples"], len(shards), counts["tokens"])
     return PrepareResult(out, manifest)
-
-
-def _init_examples_worker(tokenizer_json: str, work_dir: str, whole_word_masking: bool) -> None:
-    _init_worker(tokenizer_json, work_dir)
-    if whole_word_masking:
-        tok = _STATE["tokenizer"]
-        vocab = tok.get_vocab(with_added_tokens=True)
-        cont = np.zeros(max(vocab.values()) + 1, dtype=bool)
-        for piece, i in vocab.items():
-            cont[i] = piece.startswith("##")
-        _STATE["continuation"] = cont
 
 
 def _tokenize_corpus(files: list[Path], input_format: str, chunk_bytes: int, max_piece: int, id_dtype: np.dtype,
