@@ -167,17 +167,18 @@ def run_model(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0, 
     """Outputs per row, in row order: logits (classification), a score (regression) or (start, end) logits.
     Rows are batched by length, which on a CPU roughly halves the time spent on padding."""
     model.eval()
+    device = next(model.parameters()).device
     order = sorted(range(len(enc.input_ids)), key=lambda i: len(enc.input_ids[i]))
     out: list = [None] * len(order)
     for ids, mask, types, chunk in tqdm(batches(enc, order, batch_size, pad_id), desc=desc, leave=False,
                                         total=math.ceil(len(order) / batch_size)):
-        res = model(ids, mask, types)
+        res = model(ids.to(device), mask.to(device), types.to(device))
         if res.logits is not None:
             for r, i in enumerate(chunk):
-                out[i] = res.logits[r].float().numpy()
+                out[i] = res.logits[r].float().cpu().numpy()
         else:
             for r, i in enumerate(chunk):
-                out[i] = (res.start_logits[r].float().numpy(), res.end_logits[r].float().numpy())
+                out[i] = (res.start_logits[r].float().cpu().numpy(), res.end_logits[r].float().cpu().numpy())
     return out
 
 
@@ -306,10 +307,10 @@ def load_train_data(setup: TaskSetup, data_dir: str | Path, tokenizer: MobileBer
 def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train: Encoded,
                    dev: dict[str, Any], tokenizer: MobileBertTokenizer, *, seed: int, lr: float,
                    batch_size: int, epochs: int, warmup: float, weight_decay: float, max_grad_norm: float,
-                   eval_batch_size: int, random_init: bool, log_every: int) -> dict[str, Any]:
+                   eval_batch_size: int, random_init: bool, log_every: int, device: str) -> dict[str, Any]:
     """One fine-tuning run; the best epoch (first dev split's score) is saved to ``out_dir/best``."""
     _seed_everything(seed)
-    model = load_model(setup, model_dir, random_init=random_init)
+    model = load_model(setup, model_dir, random_init=random_init).to(device)
     regression = not setup.is_squad and glue.get_task(setup.task).is_regression
     steps_per_epoch = math.ceil(len(train.input_ids) / batch_size)
     total = steps_per_epoch * epochs
@@ -329,7 +330,8 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
             bar = tqdm(batches(train, order, batch_size, tokenizer.pad_token_id), total=steps_per_epoch,
                        desc=f"seed {seed} epoch {epoch}/{epochs}", leave=False)
             for ids, mask, types, chunk in bar:
-                loss = model(ids, mask, types, **_targets(train, chunk, regression, setup.is_squad)).loss
+                targets = {k: v.to(device) for k, v in _targets(train, chunk, regression, setup.is_squad).items()}
+                loss = model(ids.to(device), mask.to(device), types.to(device), **targets).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
                 opt.zero_grad(set_to_none=True)
@@ -374,12 +376,14 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
              eval_batch_size: int = 64, max_train_examples: int | None = None,
              max_eval_examples: int | None = None, doc_stride: int = 128, max_query_length: int = 64,
              max_answer_length: int = 30, random_init: bool = False, source: str = "tsv",
-             log_every: int = 20) -> dict[str, Any]:
+             log_every: int = 20, device: str | None = None) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``task`` once per seed; returns (and writes ``out_dir/results.json``)
     per-seed best dev metrics and their mean and standard deviation.
 
     ``warmup`` below 1 is a fraction of the total steps, otherwise a step count. ``data_dir`` is the GLUE
-    root (or the task folder), or the folder holding SQuAD's train/dev JSON files."""
+    root (or the task folder), or the folder holding SQuAD's train/dev JSON files. ``device`` defaults to
+    CUDA when available."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     setup = TaskSetup(task_name(task), max_seq_length, doc_stride, max_query_length, max_answer_length)
     out = Path(out_dir)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
@@ -387,14 +391,15 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
     dev = load_eval_data(setup, data_dir, tokenizer, limit=max_eval_examples, source=source)
     hparams = {"task": setup.task, "model": str(model_dir), "lr": lr, "batch_size": batch_size, "epochs": epochs,
                "max_seq_length": max_seq_length, "warmup": warmup, "weight_decay": weight_decay,
-               "seeds": list(seeds), "train_examples": len(train.input_ids), "random_init": random_init}
+               "seeds": list(seeds), "train_examples": len(train.input_ids), "random_init": random_init,
+               "device": device, "torch_threads": torch.get_num_threads()}
     runs = []
     for seed in seeds:
         runs.append(train_one_seed(setup, model_dir, out / f"seed-{seed}", train, dev, tokenizer, seed=seed,
                                    lr=lr, batch_size=batch_size, epochs=epochs, warmup=warmup,
                                    weight_decay=weight_decay, max_grad_norm=max_grad_norm,
                                    eval_batch_size=eval_batch_size, random_init=random_init,
-                                   log_every=log_every))
+                                   log_every=log_every, device=device))
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
