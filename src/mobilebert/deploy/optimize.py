@@ -343,9 +343,9 @@ class FastMobileBert(_Buffers):
 
     def __init__(self, model: nn.Module, trigram_tables: bool = False) -> None:
         super().__init__()
+        self.head = _head_kind(model)
         self.config: MobileBertConfig = copy.deepcopy(model.config)
         base = model if isinstance(model, MobileBertModel) else model.mobilebert
-        self.head = _head_kind(model)
         c = self.config
         self.embeddings = FastEmbeddings(base.embeddings, c, trigram_tables)
         folded = c.normalization_type == "no_norm" and c.use_bottleneck
