@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, tiny_config
 
 from mobilebert.data.pretraining import (
     PretrainingDataError,
@@ -18,7 +19,6 @@ from mobilebert.data.pretraining import (
     split_sentences,
 )
 from mobilebert.tokenizer import MobileBertTokenizer
-from tests.conftest import SHARED_DATA, tiny_config
 
 KEYS = {"input_ids", "attention_mask", "token_type_ids", "labels", "next_sentence_label"}
 TOK = MobileBertTokenizer.default()
