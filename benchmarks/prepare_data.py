@@ -50,13 +50,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cores", type=int, default=32, help="cores of the machine to extrapolate to")
     ap.add_argument("--words", type=float, default=3.3e9, help="corpus size to extrapolate to (words)")
+    ap.add_argument("--tokens-per-word", type=float, default=None,
+                    help="for the extrapolation (default: measured on this corpus, words = whitespace-separated "
+                         "strings holding a letter or digit, since WikiText splits off punctuation)")
     ap.add_argument("--efficiency", type=float, default=1.0, help="assumed parallel efficiency at --cores")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/prepare_data.json"))
     args = ap.parse_args()
 
     files = corpus_files()
     text = "".join(f.read_text(encoding="utf-8") for f in files)
-    words = len(text.split())
+    words = sum(any(c.isalnum() for c in w) for w in text.split())
     tok = MobileBertTokenizer.default()
     out: dict = {"corpus": [str(f) for f in files], "bytes": len(text.encode()), "words": words,
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -99,7 +102,7 @@ def main() -> None:
 
     # 3. Extrapolation.
     per_core = e2e_rows["2 workers"]["tokens_per_s"] / 2
-    tokens_per_word = tokens / words
+    tokens_per_word = args.tokens_per_word or tokens / words
     big_tokens = args.words * tokens_per_word
     rate = per_core * args.cores * args.efficiency
     out["extrapolation"] = {"words": args.words, "tokens_per_word": tokens_per_word, "tokens": big_tokens,

@@ -340,3 +340,23 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "o" / "manifest.json").is_file()
     assert main(["prepare-pretraining", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x")]) == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    import mobilebert.data.pretraining as pt
+
+    real, calls = pt._make_examples, []
+
+    def dies_on_second_chunk(args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(args)
+
+    monkeypatch.setattr(pt, "_make_examples", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_pretraining(sample_corpus_path(), tmp_path, shard_size=50, chunk_bytes=30_000, progress=False)
+    assert list(tmp_path.glob("shard_*.npy")), "the first shards were written before the interruption"
+    assert not (tmp_path / "manifest.json").exists() and not list(tmp_path.glob(".*"))
+    with pytest.raises(PretrainingDataError, match="no manifest"):
+        PretrainingDataset(tmp_path)

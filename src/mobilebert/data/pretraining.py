@@ -576,7 +576,8 @@ def prepare_pretraining(
 
     dupe_factor: passes over the corpus, each with different sentence pairing and masks (BERT used 10;
     1 suffices with ``dynamic_masking``, which only records that the reader should redraw masks per epoch).
-    Output depends on the arguments and the text, never on ``workers`` or ``chunk_bytes``.
+    Output depends on the arguments and the text, never on ``workers`` or ``chunk_bytes``. A previous run's
+    manifest.json and shard_*.npy files in ``out_dir`` are removed first.
     """
     tok = tokenizer or MobileBertTokenizer.default()
     if input_format not in INPUT_FORMATS:
@@ -590,10 +591,13 @@ def prepare_pretraining(
     files = _expand_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # A stale manifest would vouch for shards this run is about to replace: remove it (and old shards) first.
+    # A stale manifest would vouch for shards this run is about to replace: remove it, old shards, and what a
+    # killed run may have left (scratch folders, temporary shard files), first.
     (out / MANIFEST).unlink(missing_ok=True)
-    for old in out.glob("shard_*.npy"):
+    for old in [*out.glob("shard_*.npy"), *out.glob(".shard_*.tmp"), *out.glob(f".{MANIFEST}.*.tmp")]:
         old.unlink()
+    for old in out.glob(".work-*"):
+        shutil.rmtree(old, ignore_errors=True)
     id_dtype = np.dtype("<u2") if tok.vocab_size <= 65535 else np.dtype("<i4")
     arguments = dict(max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, masked_lm_prob=masked_lm_prob,
                      max_predictions_per_seq=max_predictions_per_seq, dupe_factor=dupe_factor,
