@@ -371,13 +371,22 @@ def word_starts(ids: np.ndarray, maskable: np.ndarray, continuation: np.ndarray 
 
 
 def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
-    """BERT's create_instances_from_document for a range of documents, then vectorised assembly."""
-    (doc_lo, doc_hi, dupe, opts) = args
+    """Examples for documents [doc_lo, doc_hi) in pass ``dupe``: pair spans, then vectorised assembly."""
+    doc_lo, doc_hi, dupe, opts = args
+    spans = _pair_spans(doc_lo, doc_hi, dupe, opts["seed"], opts["max_seq_length"] - 3, opts["short_seq_prob"])
+    return _assemble(spans, dupe, opts)
+
+
+def _pair_spans(doc_lo: int, doc_hi: int, dupe: int, seed: int, max_tokens: int,
+                short_seq_prob: float) -> dict[str, np.ndarray]:
+    """BERT's create_instances_from_document over a range of documents, as token spans into the corpus.
+
+    Returns per example: A's and B's (start, length) before truncation, whether B is random, and the
+    (document, number within document) that keys its random draws.
+    """
     c = _corpus()
-    tokens, sent_off, doc_first = c["tokens"], c["sent_off"], c["doc_first"]
+    sent_off, doc_first = c["sent_off"], c["doc_first"]
     n_docs = len(doc_first) - 1
-    seed, t = opts["seed"], opts["max_seq_length"]
-    max_tokens = t - 3
     first = int(doc_first[doc_lo])
     offs = np.asarray(sent_off[first:int(doc_first[doc_hi]) + 1]).tolist()  # this range's sentence offsets
     firsts = np.asarray(doc_first[doc_lo:doc_hi + 1]).tolist()
@@ -387,7 +396,7 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
         rng = random.Random(doc_seeds[d - doc_lo])
         s_lo, s_hi = firsts[d - doc_lo], firsts[d - doc_lo + 1]
         target = max_tokens
-        if rng.random() < opts["short_seq_prob"]:
+        if rng.random() < short_seq_prob:
             target = rng.randint(2, max_tokens)
         chunk_lo, chunk_len, made = s_lo, 0, 0
         i = s_lo
@@ -430,13 +439,24 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
                 made += 1
                 chunk_lo, chunk_len = i + 1, 0
             i += 1
+    as_array = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+    return {"a_start": as_array(a_start), "a_len": as_array(a_len), "b_start": as_array(b_start),
+            "b_len": as_array(b_len), "is_random_next": np.asarray(rand_next, dtype=bool),
+            "doc": as_array(ex_doc), "num": as_array(ex_num)}
+
+
+def _assemble(spans: dict[str, np.ndarray], dupe: int, opts: dict) -> tuple[np.ndarray, dict[str, int]]:
+    """Truncate pairs, lay out [CLS] A [SEP] B [SEP], mask: all vectorised over the examples."""
+    tokens = _corpus()["tokens"]
+    seed, t = opts["seed"], opts["max_seq_length"]
+    max_tokens = t - 3
+    a_start, a_len, b_start, b_len = spans["a_start"], spans["a_len"], spans["b_start"], spans["b_len"]
+    rand_next = spans["is_random_next"]
     n = len(a_start)
-    dtype = record_dtype(t, opts["max_predictions_per_seq"], np.dtype(opts["id_dtype"]))
-    out = np.zeros(n, dtype=dtype)
+    out = np.zeros(n, dtype=record_dtype(t, opts["max_predictions_per_seq"], np.dtype(opts["id_dtype"])))
     if n == 0:
         return out, {"examples": 0, "is_next": 0, "masked": 0, "maskable": 0}
-    a_start, a_len, b_start, b_len = (np.asarray(x, dtype=np.int64) for x in (a_start, a_len, b_start, b_len))
-    key_arr = hash_key(seed, dupe, np.asarray(ex_doc), np.asarray(ex_num))  # per-example keys
+    key_arr = hash_key(seed, dupe, spans["doc"], spans["num"])  # per-example keys
     # Truncate the pair to max_tokens as BERT does (trim the longer, ties trim B; each trimmed token comes
     # off the front or the back with probability 1/2), in closed form.
     over = a_len + b_len > max_tokens
@@ -477,7 +497,7 @@ def _make_examples(args: tuple) -> tuple[np.ndarray, dict[str, int]]:
     out["num_masked"] = num_masked
     out["masked_positions"] = np.where(valid, masked_pos, 0)
     out["masked_ids"] = np.where(valid, np.take_along_axis(ids, masked_pos, axis=1), 0)
-    stats = {"examples": n, "is_next": int(n - np.sum(rand_next)), "masked": int(num_masked.sum()),
+    stats = {"examples": n, "is_next": int(n - rand_next.sum()), "masked": int(num_masked.sum()),
              "maskable": int(maskable.sum())}
     return out, stats
 
