@@ -150,6 +150,13 @@ def test_saved_folder_loads_in_transformers(tok, tmp_path):
         assert ref(text)["input_ids"] == tok.encode(text)
 
 
+def test_pickle_roundtrip(tok):
+    import pickle
+
+    again = pickle.loads(pickle.dumps(tok))
+    assert again.encode("Héllo 中文 [MASK]") == tok.encode("Héllo 中文 [MASK]") and again.mask_token_id == 103
+
+
 def test_folder_vocab_and_casing(tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "Hello", "##s", "world"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

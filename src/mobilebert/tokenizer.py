@@ -296,5 +296,12 @@ class MobileBertTokenizer:
             out = {k: v[0] for k, v in out.items()}
         return out
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable for DataLoader workers (the lock is not)
+        return {"backend": self.backend.to_str(), "lowercase": self.lowercase,
+                "model_max_length": self.model_max_length}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(Tokenizer.from_str(state["backend"]), state["lowercase"], state["model_max_length"])
+
     def __repr__(self) -> str:
         return f"MobileBertTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
