@@ -259,12 +259,15 @@ def export_pretrained(model: nn.Module, out_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d: Dist
-                        ) -> Callable[[int], Loader]:
-    """``epoch -> loader`` over a prepared pre-training directory, this rank's shard, reshuffled per epoch."""
+def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d: Dist,
+                        model_config: MobileBertConfig | None = None) -> Callable[[int], Loader]:
+    """``epoch -> loader`` over a prepared pre-training directory (this rank's share). The loader is endless
+    and reshuffles per epoch itself, so ``epoch`` stays 0; its cursor resumes exactly."""
     from ..data.pretraining import PretrainingDataset
 
     ds = PretrainingDataset(data_dir, rank=d.rank, world_size=d.world)
+    if model_config is not None:
+        ds.check_model(model_config)  # sequence length vs max_position_embeddings, vocabulary size
     return lambda epoch: ds.loader(per_rank_batch, shuffle=True, seed=seed + epoch, drop_last=True)
 
 
@@ -322,7 +325,7 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
     module, stages = setup(cfg)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
-        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d)
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, module.student.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
     return fit(DistillTask(module), stages, make_loader, cfg.train, resume=resume, d=d)

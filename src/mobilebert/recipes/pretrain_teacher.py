@@ -53,7 +53,7 @@ def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None)
     module = DistillModule(model, None, None)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
-        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d)
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, model.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
     stage = pretrain_stage(model.config.num_hidden_layers, cfg.steps, cfg.warmup_fraction)
