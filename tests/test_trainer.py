@@ -286,6 +286,17 @@ def test_progressive_phases_train_the_right_parameters(tmp_path):
     assert stages[2].terms == {"mlm_kd": 1.0, "nsp": 1.0} and "heads" in stages[2].lr_multipliers
 
 
+def test_bf16_autocast_runs_and_exports(tmp_path):
+    from mobilebert.recipes.distill import distill
+
+    cfg = worker_config(tmp_path / "o", make_teacher_dir(tmp_path / "t"), precision="bf16")
+    cfg.transfer_steps, cfg.distill_steps, cfg.teacher_bf16 = 2, 2, True
+    r = distill(cfg, make_loader=lambda e: SyntheticLoader(32, 8, 16, 120, seed=e))
+    assert r["global_step"] == 4 and all(math.isfinite(v) for v in r["last_terms"].values())
+    assert set(r["exports"]) == {"progressive.0", "progressive.1", "distill"}
+    MobileBertForPreTraining.from_pretrained(r["exports"]["distill"])
+
+
 # ----------------------------------------------------------------------------- kill + resume, DDP
 def test_sigkill_mid_stage_then_resume_is_bitwise_equal(tmp_path):
     teacher = make_teacher_dir(tmp_path / "teacher")
