@@ -376,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # exporter internals, not our progress
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args._run(args) or 0)
     except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
