@@ -57,3 +57,65 @@ def test_report_numbers_come_from_the_metrics_files(demo_dir):
     for png in ("loss.png", "fmt_per_layer.png", "accuracy.png", "latency_size.png"):
         assert (demo_dir / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in report
+
+
+# ----------------------------------------------------------------------------- the documented commands
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", REPO / "docs" / "recipes.md"]
+PLACEHOLDERS = ("path/to", "$", "../shared", "corpus/", "glue_data", "squad/", "runs/teacher_ib_bert_large",
+                "runs/distill_mobilebert", "runs/mrpc")
+
+
+def code_blocks(path: Path, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", path.read_text(), re.M | re.S)
+
+
+def documented_commands() -> list[tuple[str, list[str], bool]]:
+    """(doc, argv after `mobilebert`, runnable) for every mobilebert command line in the docs' bash blocks."""
+    import shlex
+
+    out = []
+    for doc in DOCS:
+        for block in code_blocks(doc, "bash"):
+            for line in block.splitlines():
+                line = line.split(" #")[0].strip()
+                words = shlex.split(line) if line else []
+                if "mobilebert" not in words or words[0] == "make":
+                    continue
+                argv = words[words.index("mobilebert") + 1:]
+                runnable = words[0] == "mobilebert" and not any(p in line for p in PLACEHOLDERS)
+                out.append((doc.name, argv, runnable))
+    return out
+
+
+def test_docs_have_commands_to_check():
+    cmds = documented_commands()
+    assert len(cmds) >= 12 and sum(r for _, _, r in cmds) >= 6
+
+
+def test_every_documented_command_parses():
+    from mobilebert.cli import build_parser
+
+    for doc, argv, _ in documented_commands():
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as e:  # argparse error
+            raise AssertionError(f"{doc}: `mobilebert {' '.join(argv)}` does not parse") from e
+        for word in argv:
+            if word.endswith(".yaml"):
+                assert (REPO / word).is_file(), f"{doc}: {word} does not exist"
+
+
+def test_readme_commands_run_as_written(demo_dir, tmp_path, monkeypatch):
+    """The quick README commands and Python snippets, in order, from a folder laid out like the repository
+    after `make demo` (demo_out is the fast demo's output)."""
+    for name in ("src", "configs"):
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "demo_out").symlink_to(demo_dir)
+    monkeypatch.chdir(tmp_path)
+    for doc, argv, runnable in documented_commands():
+        if runnable and doc == "README.md":
+            assert main(argv) == 0, f"`mobilebert {' '.join(argv)}` failed"
+    for snippet in code_blocks(REPO / "README.md", "python"):
+        exec(compile(snippet, "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "sst2-onnx" / "model.int8.onnx").is_file()

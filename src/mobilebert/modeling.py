@@ -312,7 +312,7 @@ class MobileBertPreTrainedModel(nn.Module):
         save_pretrained(self, path)
 
 
-def _extended_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """(B, T) 1/0 mask -> additive (B, 1, 1, T) mask, or None when nothing is masked."""
     if attention_mask is None or bool(attention_mask.all()):
         return None
@@ -373,7 +373,7 @@ class MobileBertModel(MobileBertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         h = self.embeddings(input_ids, token_type_ids, attention_mask)
-        mask = _extended_mask(attention_mask, h.dtype)
+        mask = extended_attention_mask(attention_mask, h.dtype)
         want_maps = output_attentions or output_attention_scores
         hidden, probs, scores = [h], [], []
         for layer in self.encoder.layer:

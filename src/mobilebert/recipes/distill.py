@@ -26,7 +26,7 @@ from ..distill.losses import (
     pretraining_distillation_loss,
 )
 from ..distill.strategies import STRATEGIES, Stage, build_schedule
-from ..modeling import MobileBertForPreTraining, _extended_mask
+from ..modeling import MobileBertForPreTraining, extended_attention_mask
 from ..train.trainer import Dist, Loader, TrainConfig, fit, init_distributed
 
 log = logging.getLogger(__name__)
@@ -182,11 +182,11 @@ class DistillModule(nn.Module):
         n_student = s.config.num_hidden_layers if heads else max(layers) + 1
         # -- embeddings
         h = s.mobilebert.embeddings(ids, tt, am)
-        mask = _extended_mask(am, h.dtype)
+        mask = extended_attention_mask(am, h.dtype)
         if use_teacher:
             with torch.no_grad():
                 th = t.mobilebert.embeddings(ids, tt, am)
-                tmask = _extended_mask(am, th.dtype)
+                tmask = extended_attention_mask(am, th.dtype)
             t_done, t_scores = 0, None
         # -- layers, student and teacher in step
         done = 0
