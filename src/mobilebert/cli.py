@@ -70,59 +70,58 @@ def _demo(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
-@command("pretrain-teacher")
-def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
-    p = _parser(sub, "pretrain-teacher", "Pre-train a teacher (IB-BERT or any preset/config) with MLM + NSP.",
-                "mobilebert pretrain-teacher configs/teacher_demo.yaml data=runs/data train.out_dir=runs/teacher\n"
-                "  torchrun --nproc_per_node 8 -m mobilebert pretrain-teacher configs/teacher_ib_bert_large.yaml")
-    p.add_argument("config", nargs="?", help="YAML config (configs/teacher_*.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=1000 train.lr=1e-3")
+def _yaml_recipe(sub: argparse._SubParsersAction, name: str, help: str, example: str, glob: str,
+                 override_example: str, recipe: Callable[[list[str] | None, str | None, bool], dict]) -> Runner:
+    """A subcommand driven by a YAML config plus ``key=value`` overrides, resumable, stopped by NaN/inf."""
+    p = _parser(sub, name, help, example)
+    p.add_argument("config", nargs="?", help=f"YAML config ({glob})")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {override_example}")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
 
     def run(a: argparse.Namespace) -> int:
-        from .recipes.distill import load_config
-        from .recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
         from .train.trainer import NonFiniteLossError
 
         overrides = _split_overrides(a)
-        cfg = load_config(TeacherConfig, a.config, overrides)
         try:
-            result = pretrain_teacher(cfg, resume=a.resume)
+            result = recipe(overrides, a.config, a.resume)
         except NonFiniteLossError as e:
-            print(f"mobilebert pretrain-teacher: stopped: {e}", file=sys.stderr)
-            return 3
-        print(f"teacher: {result['exports'].get('pretrain', '(no stage run)')}")
-        return 0
-
-    return run
-
-
-@command("distill")
-def _distill(sub: argparse._SubParsersAction) -> Runner:
-    p = _parser(sub, "distill", "Distil a MobileBERT student from a teacher (progressive, joint, auxiliary; "
-                "or none: from scratch).",
-                "mobilebert distill configs/distill_demo.yaml teacher=runs/teacher/stages/pretrain data=runs/data\n"
-                "  torchrun --nproc_per_node 8 -m mobilebert distill configs/distill_mobilebert.yaml strategy=joint")
-    p.add_argument("config", nargs="?", help="YAML config (configs/distill_*.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. strategy=joint train.batch_size=64")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
-
-    def run(a: argparse.Namespace) -> int:
-        from .recipes.distill import DistillConfig, distill, load_config
-        from .train.trainer import NonFiniteLossError
-
-        overrides = _split_overrides(a)
-        cfg = load_config(DistillConfig, a.config, overrides)
-        try:
-            result = distill(cfg, resume=a.resume)
-        except NonFiniteLossError as e:
-            print(f"mobilebert distill: stopped: {e}", file=sys.stderr)
+            print(f"mobilebert {name}: stopped: {e}", file=sys.stderr)
             return 3
         for stage, path in result["exports"].items():
             print(f"{stage}: {path}")
         return 0
 
     return run
+
+
+@command("pretrain-teacher")
+def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
+    def recipe(overrides: list[str], config: str | None, resume: bool) -> dict:
+        from .recipes.distill import load_config
+        from .recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
+
+        return pretrain_teacher(load_config(TeacherConfig, config, overrides), resume=resume)
+
+    return _yaml_recipe(
+        sub, "pretrain-teacher", "Pre-train a teacher (IB-BERT or any preset/config) with MLM + NSP.",
+        "mobilebert pretrain-teacher configs/teacher_demo.yaml data=runs/data train.out_dir=runs/teacher\n"
+        "  torchrun --nproc_per_node 8 -m mobilebert pretrain-teacher configs/teacher_ib_bert_large.yaml",
+        "configs/teacher_*.yaml", "steps=1000 train.lr=1e-3", recipe)
+
+
+@command("distill")
+def _distill(sub: argparse._SubParsersAction) -> Runner:
+    def recipe(overrides: list[str], config: str | None, resume: bool) -> dict:
+        from .recipes.distill import DistillConfig, distill, load_config
+
+        return distill(load_config(DistillConfig, config, overrides), resume=resume)
+
+    return _yaml_recipe(
+        sub, "distill", "Distil a MobileBERT student from a teacher (progressive, joint, auxiliary; or none: from "
+        "scratch).",
+        "mobilebert distill configs/distill_demo.yaml teacher=runs/teacher/stages/pretrain data=runs/data\n"
+        "  torchrun --nproc_per_node 8 -m mobilebert distill configs/distill_mobilebert.yaml strategy=joint",
+        "configs/distill_*.yaml", "strategy=joint train.batch_size=64", recipe)
 
 
 def _split_overrides(a: argparse.Namespace) -> list[str]:
