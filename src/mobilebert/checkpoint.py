@@ -13,7 +13,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -139,6 +139,77 @@ def _is_encoder_key(key: str) -> bool:
     return key.startswith(("embeddings.", "encoder."))
 
 
+# ----------------------------------------------------------------------------- TF1 checkpoints
+TF_SKIP = ("adam_m", "adam_v", "AdamWeightDecayOptimizer", "LAMB", "global_step", "beta1_power", "beta2_power")
+
+
+def tf_to_hf_key(name: str) -> tuple[str, bool] | None:
+    """A TF1 variable name of the reference code -> (Hugging Face key, needs transpose), or None for
+    optimizer slots. Dense ``kernel`` s are stored (in, out) in TF and (out, in) in PyTorch; the MLM head's
+    ``extra_output_weights`` is (V, H - E) in TF and (H - E, V) here."""
+    parts = name.split("/")
+    if any(p in TF_SKIP or p.startswith(TF_SKIP) for p in parts):
+        return None
+    out: list[str] = []
+    for p in parts:
+        if p == "bert":
+            p = "mobilebert"
+        elif p.startswith("layer_") and p[6:].isdigit():
+            out += ["layer", p[6:]]
+            continue
+        elif p.startswith("ffn_layer_") and p[10:].isdigit():
+            out += ["ffn", p[10:]]
+            continue
+        elif p == "FakeLayerNorm":
+            p = "LayerNorm"
+        out.append(p)
+    leaf, transpose = out[-1], False
+    if leaf == "kernel":
+        out[-1], transpose = "weight", True
+    elif leaf == "gamma":
+        out[-1] = "weight"
+    elif leaf == "beta":
+        out[-1] = "bias"
+    elif leaf.endswith("_embeddings"):
+        out.append("weight")
+    elif leaf == "extra_output_weights":
+        out[-1:], transpose = ["dense", "weight"], True
+    elif leaf == "output_weights":
+        out[-1] = "weight"
+    elif leaf == "output_bias":
+        out[-1] = "bias"
+    return ".".join(out), transpose
+
+
+def convert_tf_state(tf_vars: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """TF1 variables (name -> array, as ``tf.train.load_variable`` gives them) -> a Hugging Face state dict."""
+    state: dict[str, torch.Tensor] = {}
+    for name, array in tf_vars.items():
+        mapped = tf_to_hf_key(name)
+        if mapped is None:
+            continue
+        key, transpose = mapped
+        t = torch.as_tensor(array)
+        state[key] = (t.t() if transpose else t).contiguous()
+    return state
+
+
+def load_tf_checkpoint(cls: type[M], ckpt: str | os.PathLike, config: MobileBertConfig) -> M:
+    """Build ``cls`` from the reference code's TF1 checkpoint (e.g. ``uncased_L-24_H-128_B-512_A-4_F-4_OPT``).
+    Needs TensorFlow only to read the checkpoint files; pass the config (``MobileBertConfig.from_json`` reads
+    the official JSON). The result is exact reference behaviour (``padding_invariant=False``)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ImportError("reading TF1 checkpoints needs TensorFlow (pip install tensorflow); "
+                          "or convert elsewhere with convert_tf_state()") from None
+    names = [n for n, _ in tf.train.list_variables(str(ckpt))]
+    tf_vars = {n: tf.train.load_variable(str(ckpt), n) for n in names}
+    model = cls(config.replace(padding_invariant=False))
+    load_state(model, normalize_keys(convert_tf_state(tf_vars)), source=str(ckpt))
+    return model.eval()
+
+
 # ----------------------------------------------------------------------------- writing
 def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Our state dict under Hugging Face names (``bert.`` prefix for BERT configs)."""
@@ -173,5 +244,5 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["CheckpointError", "ConfigError", "load_pretrained", "load_state", "read_state_dict",
-           "save_pretrained", "to_hf_state_dict"]
+__all__ = ["CheckpointError", "ConfigError", "convert_tf_state", "load_pretrained", "load_tf_checkpoint", "load_state", "read_state_dict",
+           "save_pretrained", "tf_to_hf_key", "to_hf_state_dict"]
