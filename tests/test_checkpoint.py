@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,54 @@ def test_real_bert_weights_match_transformers():
     for a, b in zip(o.hidden_states, r.hidden_states, strict=True):
         assert ((a[real] - b[real]).abs().max() / b[real].abs().max()).item() < 1e-5
     assert ((o.pooler_output - r.pooler_output).abs().max() / r.pooler_output.abs().max()).item() < 1e-5
+
+
+@pytest.mark.parametrize(("tf_name", "hf_key", "transpose"), [
+    ("bert/embeddings/word_embeddings", "mobilebert.embeddings.word_embeddings.weight", False),
+    ("bert/embeddings/embedding_transformation/kernel", "mobilebert.embeddings.embedding_transformation.weight", True),
+    ("bert/embeddings/FakeLayerNorm/gamma", "mobilebert.embeddings.LayerNorm.weight", False),
+    ("bert/encoder/layer_3/attention/self/query/bias", "mobilebert.encoder.layer.3.attention.self.query.bias", False),
+    ("bert/encoder/layer_0/ffn_layer_2/output/FakeLayerNorm/beta",
+     "mobilebert.encoder.layer.0.ffn.2.output.LayerNorm.bias", False),
+    ("bert/encoder/layer_23/output/bottleneck/dense/kernel",
+     "mobilebert.encoder.layer.23.output.bottleneck.dense.weight", True),
+    ("cls/predictions/extra_output_weights", "cls.predictions.dense.weight", True),
+    ("cls/predictions/output_bias", "cls.predictions.bias", False),
+    ("cls/predictions/transform/LayerNorm/gamma", "cls.predictions.transform.LayerNorm.weight", False),
+    ("cls/seq_relationship/output_weights", "cls.seq_relationship.weight", False),
+])
+def test_tf1_reference_names_map_to_hf_keys(tf_name, hf_key, transpose):
+    from mobilebert.checkpoint import tf_to_hf_key
+
+    assert tf_to_hf_key(tf_name) == (hf_key, transpose)
+    assert tf_to_hf_key(tf_name + "/adam_m") is None and tf_to_hf_key("global_step") is None
+
+
+def test_tf1_variables_load_into_the_model():
+    """A TF-layout copy of a model's weights (kernels transposed, TF names) converts back exactly."""
+    from mobilebert import MobileBertForPreTraining
+    from mobilebert.checkpoint import convert_tf_state, load_state, normalize_keys, to_hf_state_dict
+
+    src = MobileBertForPreTraining(tiny_config()).eval()
+    tf_vars = {}
+    for key, t in to_hf_state_dict(src).items():
+        name = key.replace("mobilebert.", "bert/").replace("LayerNorm.weight", "FakeLayerNorm/gamma")
+        name = name.replace("LayerNorm.bias", "FakeLayerNorm/beta").replace("cls.predictions.dense.weight",
+                                                                            "cls/predictions/extra_output_weights")
+        name = re.sub(r"layer\.(\d+)", r"layer_\1", re.sub(r"ffn\.(\d+)", r"ffn_layer_\1", name))
+        if name.endswith("_embeddings.weight"):
+            name = name[: -len(".weight")]
+        elif name.endswith(".weight") and t.dim() == 2 and "seq_relationship" not in name:
+            name, t = name[: -len(".weight")] + "/kernel", t.t()
+        elif "extra_output_weights" in name:
+            t = t.t()
+        name = name.replace("cls.seq_relationship.weight", "cls/seq_relationship/output_weights")
+        name = name.replace("cls.seq_relationship.bias", "cls/seq_relationship/output_bias")
+        name = name.replace("cls.predictions.bias", "cls/predictions/output_bias")
+        tf_vars[name.replace(".", "/")] = t.numpy()
+    dst = MobileBertForPreTraining(tiny_config())
+    info = load_state(dst, normalize_keys(convert_tf_state(tf_vars)))
+    assert info == {"missing_keys": [], "unexpected_keys": []}
+    ids = torch.tensor([[101, 5, 6, 102]])
+    with torch.no_grad():
+        torch.testing.assert_close(dst.eval()(ids).prediction_logits, src(ids).prediction_logits)
