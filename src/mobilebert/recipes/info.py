@@ -22,6 +22,7 @@ def model_info(preset: str = "mobilebert", model_dir: str | None = None, seq_len
         name = f"preset {preset}"
     model.eval()
     c = model.config
+    seq_len = min(seq_len, c.max_position_embeddings)  # a small model may take shorter inputs
     ids = torch.randint(1000, c.vocab_size, (1, seq_len))
     ids[0, 0], ids[0, -1] = 101, 102
     with torch.inference_mode():
