@@ -55,11 +55,11 @@ STUDENT = dict(num_hidden_layers=4, embedding_size=64, hidden_size=128, intra_bo
 class DemoSizes:
     seq: int = 64
     dupe_factor: int = 4
-    batch_size: int = 32
-    teacher_steps: int = 600
+    batch_size: int = 16
+    teacher_steps: int = 500
     teacher_lr: float = 2e-3
     transfer_steps: int = 200  # all progressive phases together
-    distill_steps: int = 300
+    distill_steps: int = 300  # the baseline trains transfer_steps + distill_steps from scratch
     student_lr: float = 2e-3
     finetune_epochs: int = 3
     finetune_rows: int | None = None  # all 2,000 sample rows
