@@ -362,7 +362,9 @@ def _bench(sub: argparse._SubParsersAction) -> Runner:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mobilebert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mobilebert", description="MobileBERT end to end: data, teacher, distillation, fine-tuning, export, "
+        "benchmarks. Each subcommand has --help with an example.", epilog="start with: mobilebert demo --fast")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, add in COMMANDS.items():
