@@ -1,16 +1,20 @@
 """One distillation step: ours (DistillModule) vs the straightforward way with transformers' models.
 
 A step = teacher forward (no grad) + student forward/backward with feature-map, mean/variance and attention
-transfer on every layer (the ``joint`` stage), and, with ``--pd``, pre-training distillation + NSP as well
-(the ``auxiliary`` stage). The straightforward way runs transformers' MobileBERT models with
-``output_hidden_states=True, output_attentions=True`` (eager attention) and computes the same losses on top
-of the returned tensors. The teacher is IB-BERT-large (its first ``--layers`` blocks) with Q, K, V read from
-the 1024-d bottleneck, which transformers can express. Same configs, weights, batch, sequence length and threads; runs interleaved
-A B A B; medians reported. Peak memory: CUDA max_memory_allocated on GPU; on CPU the step's peak resident
-memory above the resident memory before it (Linux VmHWM, reset per step; large allocations go straight to
-mmap so freed memory is returned and both sides are measured alike).
+transfer. ``--stage joint`` (default): every layer's terms at once. ``--stage progressive``: one step of each
+of the L phases (phase l: layer l's terms; the time and the largest peak over the L steps are what one
+"step" reports). ``--pd`` (= ``--stage auxiliary``): every layer's terms plus pre-training distillation + NSP.
+The straightforward way runs transformers' MobileBERT models with ``output_hidden_states=True,
+output_attentions=True`` (eager attention), whole models every step, and computes the same terms on top of
+the returned tensors. Both sides train the same parameters: the stage's (copied embeddings and heads frozen,
+as the recipe does). The teacher is IB-BERT-large (its first ``--layers`` blocks) with Q, K, V read from
+the 1024-d bottleneck, which transformers can express. Same configs, weights, batch, sequence length and
+threads; runs interleaved A B A B; medians reported. Peak memory: CUDA max_memory_allocated on GPU; on CPU
+the step's peak resident memory above the resident memory before it (Linux VmHWM, reset per step; large
+allocations go straight to mmap so freed memory is returned and both sides are measured alike).
 
-    python benchmarks/distill_step.py [--layers 4] [--batch 8] [--seq 128] [--runs 5] [--pd]
+    python benchmarks/distill_step.py [--layers 4] [--batch 8] [--seq 128] [--runs 5]
+                                      [--stage joint|progressive] [--pd] [--teacher-chunk 2]
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ def batch(cfg: MobileBertConfig, B: int, T: int, device: torch.device) -> dict[s
     return {k: v.to(device) for k, v in out.items()}
 
 
-def straightforward_step(hf_t, hf_s, b, weights: dict[str, float], pd: bool, alpha: float = 0.5) -> None:
+def straightforward_step(hf_t, hf_s, b, weights: dict[str, float], pd: bool, layers: list[int],
+                         alpha: float = 0.5) -> None:
     """What one writes first: ask both models for every hidden state and attention map, then loop."""
     am = b["attention_mask"]
     kw = dict(input_ids=b["input_ids"], attention_mask=am, token_type_ids=b["token_type_ids"],
@@ -90,13 +95,13 @@ def straightforward_step(hf_t, hf_s, b, weights: dict[str, float], pd: bool, alp
     m = am.float()
     n_tok = m.sum()
     loss = 0.0
-    for i in range(1, len(s.hidden_states)):
-        hs, ht = s.hidden_states[i], t.hidden_states[i]
+    for i in layers:
+        hs, ht = s.hidden_states[i + 1], t.hidden_states[i + 1]
         H = hs.shape[-1]
         fmt = ((F.layer_norm(hs, (H,)) - F.layer_norm(ht, (H,))).pow(2).mean(-1) * m).sum() / n_tok
         mean = ((hs.mean(-1) - ht.mean(-1)).pow(2) * m).sum() / n_tok
         var = ((hs.var(-1, unbiased=False) - ht.var(-1, unbiased=False)).abs() * m).sum() / n_tok
-        ps, pt = s.attentions[i - 1], t.attentions[i - 1]
+        ps, pt = s.attentions[i], t.attentions[i]
         kl = (pt * (torch.log(pt + 1e-12) - torch.log(ps + 1e-12))).sum(-1)  # (B, nh, T)
         att = (kl * m[:, None]).sum() / (n_tok * ps.shape[1])
         loss = loss + weights["fmt"] * fmt + weights["mean"] * mean + weights["var"] * var + weights["att"] * att
@@ -109,6 +114,18 @@ def straightforward_step(hf_t, hf_s, b, weights: dict[str, float], pd: bool, alp
     loss.backward()
 
 
+def train_only(ours: DistillModule, hf_s, stage) -> None:
+    """Both students train exactly the stage's parameter groups (the trainer's rule: multiplier 0 = frozen)."""
+    hf_params = dict(hf_s.named_parameters())
+    full_name = {id(p): n for n, p in ours.student.named_parameters()}
+    for gname, named in ours.param_groups().items():
+        on = stage.lr_multipliers.get(gname, 0.0) > 0
+        for _, p in named:
+            p.requires_grad_(on)
+            if full_name.get(id(p)) in hf_params:
+                hf_params[full_name[id(p)]].requires_grad_(on)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=4, help="layers of teacher (IB-BERT) and student (MobileBERT)")
@@ -116,10 +133,15 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--pd", action="store_true", help="add pre-training distillation + NSP (auxiliary stage)")
-    ap.add_argument("--bf16-teacher", action="store_true", help="our teacher in bf16 (GPU use)")
+    ap.add_argument("--stage", choices=("joint", "progressive", "auxiliary"), default="joint")
+    ap.add_argument("--pd", action="store_true", help="same as --stage auxiliary (transfer + PD + NSP)")
+    ap.add_argument("--teacher-chunk", type=int, default=2, help="ours: teacher sequences per pass (0: all)")
+    ap.add_argument("--bf16-teacher", action="store_true", help="our teacher in bf16")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.pd:
+        args.stage = "auxiliary"
+    pd = args.stage == "auxiliary"
     import transformers
 
     torch.set_num_threads(args.threads)
@@ -143,21 +165,26 @@ def main() -> None:
     hf_s.train().to(device)
     if args.bf16_teacher:
         teacher = teacher.to(torch.bfloat16)
-    ours = DistillModule(student, teacher, TransferMap.build(tcfg, scfg)).to(device).train()
-    strategy = "auxiliary" if args.pd else "joint"
-    stage = build_schedule(strategy, L, 10, 10 if args.pd else 0, copied_groups=("embeddings", "heads"))[0]
+    ours = DistillModule(student, teacher, TransferMap.build(tcfg, scfg), teacher_chunk=args.teacher_chunk)
+    ours = ours.to(device).train()
+    stages = build_schedule(args.stage, L, 10 * L, 10 if pd else 0, copied_groups=("embeddings", "heads"))
+    stages = stages[:L] if args.stage == "progressive" else stages[:1]
     b = batch(scfg, args.batch, args.seq, device)
     counts = {"tokens": b["attention_mask"].sum().float(), "masked": (b["labels"] != -100).sum().float(),
               "sequences": torch.tensor(float(args.batch), device=device)}
     weights = default_transfer_weights(L)
 
     def ours_step() -> None:
-        weighted_total(ours(b, stage, counts), stage.terms).backward()
-        ours.zero_grad(set_to_none=True)
+        for stage in stages:
+            train_only(ours, hf_s, stage)
+            weighted_total(ours(b, stage, counts), stage.terms).backward()
+            ours.zero_grad(set_to_none=True)
 
     def hf_step() -> None:
-        straightforward_step(hf_t, hf_s, b, weights, args.pd)
-        hf_s.zero_grad(set_to_none=True)
+        for stage in stages:
+            train_only(ours, hf_s, stage)
+            straightforward_step(hf_t, hf_s, b, weights, pd, stage.layers)
+            hf_s.zero_grad(set_to_none=True)
 
     fns = {"ours": ours_step, "transformers": hf_step}
     for fn in fns.values():  # warm-up
@@ -171,18 +198,19 @@ def main() -> None:
     summary = {}
     for name, r in res.items():
         sec = statistics.median(r["s"])
-        summary[name] = {"samples_per_s": args.batch / sec, "step_ms": sec * 1e3,
+        summary[name] = {"samples_per_s": args.batch * len(stages) / sec, "step_ms": sec * 1e3 / len(stages),
                          "peak_mem_mb": statistics.median(r["mem"]) / 2**20, "runs": r}
     o, h = summary["ours"], summary["transformers"]
     ratios = {"samples_per_s": o["samples_per_s"] / h["samples_per_s"], "peak_mem": o["peak_mem_mb"] / h["peak_mem_mb"]}
-    print(f"distillation step ({strategy}: FMT+mean/var+AT{' + PD + NSP' if args.pd else ''}), teacher ib-bert-large "
+    what = f"{args.stage}{f' (one step per phase, {L} phases)' if args.stage == 'progressive' else ''}"
+    print(f"distillation step ({what}: FMT+mean/var+AT{' + PD + NSP' if pd else ''}), teacher ib-bert-large "
           f"x{L} layers, student mobilebert x{L}, batch {args.batch}, seq {args.seq}, {args.threads} threads, "
           f"{device.type}, median of {args.runs}")
     print(f"{'':14s} {'samples/s':>10s} {'step ms':>9s} {'peak MB':>9s}")
     for name, s in summary.items():
         print(f"{name:14s} {s['samples_per_s']:10.2f} {s['step_ms']:9.1f} {s['peak_mem_mb']:9.1f}")
     print(f"{'ratio':14s} {ratios['samples_per_s']:9.2f}x {'':9s} {ratios['peak_mem']:8.2f}x  (targets >= 1.3x, <= 0.8x)")
-    out = Path(args.out or f"benchmarks/results/distill_step{'_pd' if args.pd else ''}.json")
+    out = Path(args.out or f"benchmarks/results/distill_step_{args.stage}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "device": device.type, "torch": torch.__version__,
                                "summary": summary, "ratios": ratios}, indent=2))

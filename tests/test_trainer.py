@@ -188,6 +188,27 @@ def test_weighted_total_uses_term_prefix():
     assert float(weighted_total(terms, {"fmt": 10.0, "nsp": 1.0})) == 25.0
 
 
+def test_chunked_teacher_gives_the_same_terms():
+    """teacher_chunk runs the teacher a few sequences at a time (to cut peak memory); the loss terms must not
+    change: transfer on every layer, pre-training distillation, with padding."""
+    from mobilebert.distill.losses import TransferMap
+    from mobilebert.distill.strategies import build_schedule
+    from mobilebert.recipes.distill import DistillModule
+
+    tcfg, scfg = tiny_pair()
+    torch.manual_seed(0)
+    teacher, student = MobileBertForPreTraining(tcfg), MobileBertForPreTraining(scfg)
+    batch = next(iter(SyntheticLoader(8, 5, 16, 120, seed=3)))
+    stage = build_schedule("auxiliary", 2, 1, 1)[0]
+    counts = {"tokens": batch["attention_mask"].sum().float(), "masked": (batch["labels"] != -100).sum().float(),
+              "sequences": torch.tensor(5.0)}
+    whole = DistillModule(student, teacher, TransferMap.build(tcfg, scfg))(batch, stage, counts)
+    chunked = DistillModule(student, teacher, TransferMap.build(tcfg, scfg), teacher_chunk=2)(batch, stage, counts)
+    assert sorted(whole) == sorted(chunked) and "att/layer.1" in whole and "mlm_kd" in whole
+    for k in whole:
+        torch.testing.assert_close(chunked[k], whole[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 # ----------------------------------------------------------------------------- NaN guard
 class _Exploding(nn.Module):
     def __init__(self):

@@ -51,6 +51,7 @@ class DistillConfig:
     alpha: float = 0.5  # weight of the one-hot label in the distillation target
     temperature: float = 1.0
     teacher_bf16: bool = False  # run the teacher in bf16 (halves its memory and time on GPUs)
+    teacher_chunk: int = 0  # teacher sequences per pass (0: whole micro-batch); small values cut peak memory on CPU
     copy_from_teacher: bool = True  # copy embeddings and heads whose shapes match, frozen during transfer
     no_dropout: bool = True  # SPEC §3: no dropout while distilling
     warmup_fraction: float = 0.1  # of each stage
@@ -121,6 +122,20 @@ def _run_layers(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None,
     return h, scores
 
 
+@torch.no_grad()
+def _run_teacher(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None, start: int, stop: int,
+                 want_maps: set[int], chunk: int) -> tuple[Tensor, Tensor | None]:
+    """The teacher's layers ``start..stop`` a few sequences at a time (sequences are independent). Under
+    no_grad nothing is kept for backward, so chunking only shrinks the teacher's working set (its 4x-wide
+    FFN activations), which otherwise lands on top of the student's saved activations."""
+    if chunk <= 0 or chunk >= h.shape[0]:
+        return _run_layers(model, h, mask, start, stop, want_maps)
+    outs = [_run_layers(model, hc, None if mask is None else mask[j:j + chunk], start, stop, want_maps)
+            for j, hc in zip(range(0, h.shape[0], chunk), h.split(chunk), strict=True)]
+    scores = torch.cat([o[1] for o in outs]) if outs[0][1] is not None else None
+    return torch.cat([o[0] for o in outs]), scores
+
+
 class DistillModule(nn.Module):
     """Student + transfer projections (what trains and is checkpointed); the teacher is held outside the
     module tree so it is never saved, never handed to the optimizer and never wrapped in DDP.
@@ -131,8 +146,10 @@ class DistillModule(nn.Module):
     """
 
     def __init__(self, student: MobileBertForPreTraining, teacher: MobileBertForPreTraining | None,
-                 tmap: TransferMap | None, alpha: float = 0.5, temperature: float = 1.0) -> None:
+                 tmap: TransferMap | None, alpha: float = 0.5, temperature: float = 1.0,
+                 teacher_chunk: int = 0) -> None:
         super().__init__()
+        self.teacher_chunk = teacher_chunk  # sequences per teacher pass (0: the whole micro-batch at once)
         self.student = student
         self.transfer = TransferLoss(tmap, student.config.hidden_size, teacher.config.hidden_size) if tmap else None
         self.tmap = tmap
@@ -195,9 +212,8 @@ class DistillModule(nn.Module):
             done = i + 1
             target = self.tmap.layer_map[i] + 1
             if target > t_done:
-                with torch.no_grad():
-                    th, t_scores = _run_layers(t, th, tmask, t_done, target,
-                                               {target - 1} if "att" in transfer else set())
+                th, t_scores = _run_teacher(t, th, tmask, t_done, target, {target - 1} if "att" in transfer else set(),
+                                            self.teacher_chunk)
                 t_done = target
             for name, v in self.transfer.layer_terms(i, h, th, scores, t_scores, am, counts["tokens"], transfer).items():
                 terms[f"{name}/layer.{i}"] = v
@@ -211,8 +227,8 @@ class DistillModule(nn.Module):
         if stage.terms.get("mlm"):
             terms["mlm"] = mlm_loss(logits, labels[sel], counts["masked"])
         if stage.terms.get("mlm_kd"):
+            th, _ = _run_teacher(t, th, tmask, t_done, t.config.num_hidden_layers, set(), self.teacher_chunk)
             with torch.no_grad():
-                th, _ = _run_layers(t, th, tmask, t_done, t.config.num_hidden_layers, set())
                 t_logits = t.cls.predictions(th[sel])
             terms["mlm_kd"] = pretraining_distillation_loss(logits, t_logits, labels[sel], self.alpha,
                                                             self.temperature, counts["masked"])
@@ -311,7 +327,7 @@ def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
     stages = build_schedule(cfg.strategy, student.config.num_hidden_layers, cfg.transfer_steps, cfg.distill_steps,
                             lower_layers=cfg.lower_layers, lower_lr=cfg.lower_lr, copied_groups=tuple(copied),
                             transfer_weights=cfg.transfer_weights, warmup_fraction=cfg.warmup_fraction)
-    return DistillModule(student, teacher, tmap, cfg.alpha, cfg.temperature), stages
+    return DistillModule(student, teacher, tmap, cfg.alpha, cfg.temperature, cfg.teacher_chunk), stages
 
 
 def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int], Loader] | None = None
