@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, MobileBertConfig, atomic_write_text
+from .atomic import atomic_path, atomic_write_text
+from .config import ConfigError, MobileBertConfig
 
 log = logging.getLogger(__name__)
 
@@ -233,14 +233,8 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
         arch = arch.replace("MobileBert", "Bert")
     cfg = config.to_dict()
     cfg["architectures"] = [arch]
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
-        save_file(to_hf_state_dict(model), tmp, metadata={"format": "pt"})
-        os.replace(tmp, path / "model.safetensors")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path / "model.safetensors") as tmp:
+        save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

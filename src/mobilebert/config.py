@@ -10,10 +10,11 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -295,16 +296,3 @@ def _reject_unsupported(raw: dict[str, Any]) -> None:
         raise ConfigError("decoder / cross-attention configs are not supported")
     if raw.get("problem_type") == "multi_label_classification":
         raise ConfigError("problem_type multi_label_classification is not supported")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that a reader never sees it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

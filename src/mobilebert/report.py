@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .config import atomic_write_text
+from .atomic import atomic_path, atomic_write_text
 from .train.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path) -> Path | No
 def _save(fig, out_png: Path) -> Path:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from .atomic import atomic_write_text
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 BUNDLED_VOCAB = ASSETS / "vocab.txt"
@@ -74,17 +74,6 @@ def build_backend(tokens: Sequence[str], lowercase: bool = True) -> Tokenizer:
     # Literal "[MASK]" etc. in text stay single tokens, as in BertTokenizerFast.
     tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
     return tok
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class MobileBertTokenizer:
@@ -164,11 +153,11 @@ class MobileBertTokenizer:
         """Write vocab.txt, tokenizer.json and tokenizer_config.json (each atomically) into a folder."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path / "vocab.txt", "".join(t + "\n" for t in self._tokens))
-        _atomic_write_text(path / "tokenizer.json", self.backend.to_str(pretty=True))
+        atomic_write_text(path / "vocab.txt", "".join(t + "\n" for t in self._tokens))
+        atomic_write_text(path / "tokenizer.json", self.backend.to_str(pretty=True))
         config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase,
                   "model_max_length": self.model_max_length}
-        _atomic_write_text(path / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write_text(path / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
 
     # ---- vocabulary -----------------------------------------------------------------------------------
 

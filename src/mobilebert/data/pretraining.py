@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_write_bytes
 from ..tokenizer import MobileBertTokenizer
 
 log = logging.getLogger(__name__)
@@ -529,19 +530,6 @@ class PrepareResult:
         return int(self.manifest["counts"]["examples"])
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     files: list[Path] = []
@@ -666,7 +654,7 @@ def prepare_pretraining(
         "inputs": [asdict(s) for s in file_stats],
         "shards": shards,
     }
-    _atomic_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     log.info("%s: %d examples in %d shards from %d tokens", out, counts["examples"], len(shards), counts["tokens"])
     return PrepareResult(out, manifest)
 
@@ -733,7 +721,7 @@ def _write_examples(work: Path, out: Path, opts: dict, chunk_docs: list[int], du
             buf = io.BytesIO()
             np.save(buf, part, allow_pickle=False)
             name = f"shard_{k:05d}.npy"
-            _atomic_bytes(out / name, buf.getvalue())
+            atomic_write_bytes(out / name, buf.getvalue())
             shards.append({"file": name, "num_examples": len(part), "bytes": buf.tell(),
                            "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -373,7 +375,6 @@ def write_predictions(predictions: dict[str, Prediction], out_dir: str | os.Path
                       version_2: bool = False) -> list[Path]:
     """predictions.json (qid -> text, the official input), nbest_predictions.json and, for v2.0,
     null_odds.json (qid -> null score difference, the official ``--na-prob-file``); atomic writes."""
-    from ..config import atomic_write_text
 
     out = Path(out_dir)
     files = {"predictions.json": {q: p.text for q, p in predictions.items()},

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from ..atomic import atomic_path, atomic_write_text
 from ..modeling import MobileBertModel
 from .optimize import optimize_for_inference
 
@@ -255,16 +256,13 @@ def plot(res: BenchResult, path: str | os.PathLike, threads: int, batch: int, se
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
 def save_json(res: BenchResult, path: str | os.PathLike) -> None:
-    from ..config import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(asdict(res), indent=2) + "\n")
 
