@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from mobilebert.data.pretraining import PretrainingDataset, prepare_pretraining, sample_corpus_path
 from mobilebert.modeling import MobileBertForPreTraining
 from mobilebert.recipes.distill import DistillConfig, distill, evaluate_mlm
 from mobilebert.recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
 from mobilebert.train.trainer import TrainConfig
-from tests.conftest import SHARED_DATA
 
 FULL = os.environ.get("MOBILEBERT_FULL_E2E") == "1"
 SEQ = 64 if FULL else 32
