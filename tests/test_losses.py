@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 
 from mobilebert.distill.losses import (
     MappingError,
@@ -19,7 +20,6 @@ from mobilebert.distill.losses import (
     nsp_loss,
     pretraining_distillation_loss,
 )
-from tests.conftest import tiny_config
 
 
 def test_feature_map_loss_by_hand():
