@@ -14,6 +14,7 @@ import json
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -69,9 +70,8 @@ def main() -> None:
                 o = ours(ids, mask, types).last_hidden_state
                 r = ref(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
                 err = ((o - r).abs().max() / r.abs().max()).item()
-                t = time_pair({"ours": lambda: ours(ids, mask, types),  # noqa: B023
-                               "transformers": lambda: ref(input_ids=ids, attention_mask=mask,  # noqa: B023
-                                                           token_type_ids=types)}, args.runs)
+                inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+                t = time_pair({"ours": partial(ours, **inputs), "transformers": partial(ref, **inputs)}, args.runs)
             row = {"batch": b, "seq": args.seq, "threads": threads, "rel_err": err,
                    **{f"{k}_median_ms": statistics.median(v) for k, v in t.items()},
                    **{f"{k}_p90_ms": p90(v) for k, v in t.items()}}
