@@ -28,6 +28,7 @@ from ..distill.losses import (
 from ..distill.strategies import STRATEGIES, Stage, build_schedule
 from ..modeling import MobileBertForPreTraining, extended_attention_mask
 from ..train.trainer import Dist, Loader, TrainConfig, fit, init_distributed
+from .yaml_config import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,7 @@ def load_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -
     """Read a YAML recipe config, apply ``a.b=value`` overrides (values parsed as YAML), reject unknown keys."""
     import yaml
 
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
+    raw: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:

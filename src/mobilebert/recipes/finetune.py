@@ -32,6 +32,7 @@ from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClas
 from ..tokenizer import MobileBertTokenizer
 from ..train.metrics import MetricsLogger
 from ..train.optim import warmup_decay
+from .yaml_config import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -474,14 +475,7 @@ def load_finetune_config(path: str | Path) -> dict[str, Any]:
     """Hyper-parameters from a YAML file (configs/finetune_*.yaml); unknown keys are rejected."""
     import inspect
 
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of hyper-parameters")
+    raw = read_yaml_mapping(path, "hyper-parameters")
     params = {n: p for n, p in inspect.signature(finetune).parameters.items() if p.kind is p.KEYWORD_ONLY}
     unknown = sorted(set(raw) - set(params))
     if unknown:
