@@ -433,10 +433,6 @@ class MobileBertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2) if nsp else None
 
 
-def _encode(model: MobileBertModel, input_ids, attention_mask, token_type_ids, kw) -> ModelOutput:
-    return model(input_ids, attention_mask, token_type_ids, **kw)
-
-
 def _carry(out: ModelOutput, **fields) -> ModelOutput:
     """A head's output: its own fields plus the encoder's optional maps."""
     return ModelOutput(hidden_states=out.hidden_states, attentions=out.attentions,
@@ -454,7 +450,7 @@ class MobileBertForPreTraining(MobileBertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 labels: Tensor | None = None, next_sentence_label: Tensor | None = None, **kw) -> ModelOutput:
-        out = _encode(self.mobilebert, input_ids, attention_mask, token_type_ids, kw)
+        out = self.mobilebert(input_ids, attention_mask, token_type_ids, **kw)
         mlm = self.cls.predictions(out.last_hidden_state)
         nsp = self.cls.seq_relationship(out.pooler_output)
         mlm_loss = F.cross_entropy(mlm.flatten(0, 1), labels.flatten(), ignore_index=-100) if labels is not None else None
@@ -473,7 +469,7 @@ class MobileBertForMaskedLM(MobileBertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 labels: Tensor | None = None, **kw) -> ModelOutput:
-        out = _encode(self.mobilebert, input_ids, attention_mask, token_type_ids, kw)
+        out = self.mobilebert(input_ids, attention_mask, token_type_ids, **kw)
         logits = self.cls.predictions(out.last_hidden_state)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100) if labels is not None else None
         return _carry(out, loss=loss, logits=logits, last_hidden_state=out.last_hidden_state)
@@ -492,7 +488,7 @@ class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 labels: Tensor | None = None, **kw) -> ModelOutput:
-        out = _encode(self.mobilebert, input_ids, attention_mask, token_type_ids, kw)
+        out = self.mobilebert(input_ids, attention_mask, token_type_ids, **kw)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None
         if labels is not None:
@@ -514,7 +510,7 @@ class MobileBertForQuestionAnswering(MobileBertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 start_positions: Tensor | None = None, end_positions: Tensor | None = None, **kw) -> ModelOutput:
-        out = _encode(self.mobilebert, input_ids, attention_mask, token_type_ids, kw)
+        out = self.mobilebert(input_ids, attention_mask, token_type_ids, **kw)
         start, end = self.qa_outputs(out.last_hidden_state).unbind(-1)  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
