@@ -1,7 +1,7 @@
 """The training loop: LAMB, schedules, NaN guard, SIGKILL + resume (bitwise), DDP (2 gloo processes) vs 1.
 
 This file is also the subprocess worker for the kill/resume and torchrun tests:
-``python tests/test_trainer.py OUT_DIR [resume] [kill_after_batches]``.
+``python tests/test_trainer.py OUT_DIR TEACHER [resume] [kill_after_batches] [distill_steps]``.
 """
 
 from __future__ import annotations
@@ -85,20 +85,23 @@ def make_teacher_dir(path: Path) -> Path:
     return path
 
 
-def worker_config(out: Path, teacher: Path, **train) -> DistillConfig:
+def worker_config(out: Path, teacher: Path, distill_steps: int = 6, **train) -> DistillConfig:
     _, student = tiny_pair()
     s = {k: getattr(student, k) for k in ("vocab_size", "max_position_embeddings", "hidden_size", "embedding_size",
                                           "intra_bottleneck_size", "intermediate_size", "num_attention_heads",
                                           "num_hidden_layers")}
-    cfg = DistillConfig(strategy="progressive", teacher=str(teacher), student=s, transfer_steps=8, distill_steps=6)
+    cfg = DistillConfig(strategy="progressive", teacher=str(teacher), student=s, transfer_steps=8,
+                        distill_steps=distill_steps)
     cfg.train = TrainConfig(out_dir=str(out), batch_size=8, lr=2e-3, log_every=1, tensorboard=False, progress=False,
                             **train)
     return cfg
 
 
-def run_worker(out: Path, teacher: Path, resume: bool = False, kill_after: int = 0, **train) -> dict:
-    """Distil with synthetic data; SIGKILL itself while fetching batch ``kill_after`` (0: never)."""
-    cfg = worker_config(out, teacher, **train)
+def run_worker(out: Path, teacher: Path, resume: bool = False, kill_after: int = 0, distill_steps: int = 6,
+               **train) -> dict:
+    """Distil with synthetic data (8 transfer + ``distill_steps`` steps); SIGKILL itself while fetching batch
+    ``kill_after`` (0: never)."""
+    cfg = worker_config(out, teacher, distill_steps=distill_steps, **train)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     fetched = [0]
 
@@ -345,12 +348,13 @@ def _losses(out: Path) -> list[float]:
 def test_torchrun_two_gloo_processes_follow_one_process(tmp_path):
     teacher = make_teacher_dir(tmp_path / "teacher")
     one, two = tmp_path / "one", tmp_path / "two"
-    r = _spawn([str(one), str(teacher)])
+    steps = ["0", "0", "12"]  # 8 transfer + 12 distillation steps = 20 logged losses, global batch 8
+    r = _spawn([str(one), str(teacher), *steps])
     assert r.returncode == 0, r.stderr[-2000:]
-    r = _spawn([str(two), str(teacher)], torchrun=2)
+    r = _spawn([str(two), str(teacher), *steps], torchrun=2)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = _losses(one), _losses(two)
-    assert len(a) == len(b) == 14
+    assert len(a) == len(b) == 20
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4, (a, b)
 
 
@@ -358,5 +362,6 @@ if __name__ == "__main__":
     out, teacher = Path(sys.argv[1]), Path(sys.argv[2])
     resume = len(sys.argv) > 3 and sys.argv[3] == "1"
     kill = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    distill_steps = int(sys.argv[5]) if len(sys.argv) > 5 else 6
     torch.set_num_threads(1)
-    run_worker(out, teacher, resume=resume, kill_after=kill, save_every=3, keep_last=2)
+    run_worker(out, teacher, resume=resume, kill_after=kill, distill_steps=distill_steps, save_every=3, keep_last=2)
