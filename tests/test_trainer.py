@@ -191,27 +191,62 @@ def test_weighted_total_uses_term_prefix():
     assert float(weighted_total(terms, {"fmt": 10.0, "nsp": 1.0})) == 25.0
 
 
-def test_chunked_teacher_gives_the_same_terms():
-    """teacher_chunk runs the teacher a few sequences at a time (to cut peak memory); the loss terms must not
-    change: transfer on every layer, pre-training distillation, with padding."""
+def distill_case(student_dropout: float = 0.0):
+    """A tiny teacher/student pair, one padded batch, the auxiliary stage (every transfer term + PD + NSP)."""
     from mobilebert.distill.losses import TransferMap
     from mobilebert.distill.strategies import build_schedule
-    from mobilebert.recipes.distill import DistillModule
 
     tcfg, scfg = tiny_pair()
+    scfg.hidden_dropout_prob = student_dropout
     torch.manual_seed(0)
     teacher, student = MobileBertForPreTraining(tcfg), MobileBertForPreTraining(scfg)
     batch = next(iter(SyntheticLoader(8, 5, 16, 120, seed=3)))
-    stage = build_schedule("auxiliary", 2, 1, 1)[0]
     counts = {"tokens": batch["attention_mask"].sum().float(), "masked": (batch["labels"] != -100).sum().float(),
               "sequences": torch.tensor(5.0)}
-    whole = DistillModule(student, teacher, TransferMap.build(tcfg, scfg))(batch, stage, counts)
-    chunked = DistillModule(student, teacher, TransferMap.build(tcfg, scfg), teacher_chunk=2)(batch, stage, counts)
+    return teacher, student, TransferMap.build(tcfg, scfg), batch, build_schedule("auxiliary", 2, 1, 1)[0], counts
+
+
+def test_chunked_teacher_gives_the_same_terms():
+    """teacher_chunk runs the teacher a few sequences at a time (to cut peak memory); the loss terms must not
+    change: transfer on every layer, pre-training distillation, with padding."""
+    from mobilebert.recipes.distill import DistillModule
+
+    teacher, student, tmap, batch, stage, counts = distill_case()
+    whole = DistillModule(student, teacher, tmap)(batch, stage, counts)
+    chunked = DistillModule(student, teacher, tmap, teacher_chunk=2)(batch, stage, counts)
     assert sorted(whole) == sorted(chunked) and "att/layer.1" in whole and "mlm_kd" in whole
     for k in whole:
         torch.testing.assert_close(chunked[k], whole[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def test_recompute_gives_the_same_terms_and_gradients(monkeypatch):
+    """recompute (activation checkpointing of student blocks) trades compute for memory; the loss terms and
+    every student gradient must not change, dropout included (its RNG state is replayed in backward)."""
+    import mobilebert.recipes.distill as recipe
+    from mobilebert.recipes.distill import DistillModule
+    from mobilebert.train.trainer import weighted_total
+
+    calls = []
+    real_checkpoint = recipe.checkpoint
+    monkeypatch.setattr(recipe, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
+    teacher, student, tmap, batch, stage, counts = distill_case(student_dropout=0.1)
+    results = []
+    for recompute in (False, True):
+        module = DistillModule(student, teacher, tmap, recompute=recompute).train()
+        module.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        terms = module(batch, stage, counts)
+        weighted_total(terms, stage.terms).backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        results.append((terms, grads))
+    (t0, g0), (t1, g1) = results
+    assert len(calls) == student.config.num_hidden_layers  # the second pass did checkpoint every student block
+    assert sorted(t0) == sorted(t1) and "att/layer.1" in t0 and sorted(g0) == sorted(g1)
+    assert any("encoder.layer.0" in n for n in g0)
+    for k in t0:
+        torch.testing.assert_close(t1[k], t0[k], rtol=1e-5, atol=1e-6, msg=k)
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], rtol=1e-4, atol=1e-6, msg=n)
 # ----------------------------------------------------------------------------- NaN guard
 class _Exploding(nn.Module):
     def __init__(self):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import MobileBertConfig, atomic_write_text
 from ..distill.losses import (
@@ -53,6 +54,7 @@ class DistillConfig:
     temperature: float = 1.0
     teacher_bf16: bool = False  # run the teacher in bf16 (halves its memory and time on GPUs)
     teacher_chunk: int = 0  # teacher sequences per pass (0: whole micro-batch); small values cut peak memory on CPU
+    recompute: bool = False  # student blocks keep only their input for backward and run again there (less memory)
     copy_from_teacher: bool = True  # copy embeddings and heads whose shapes match, frozen during transfer
     no_dropout: bool = True  # SPEC §3: no dropout while distilling
     warmup_fraction: float = 0.1  # of each stage
@@ -108,10 +110,17 @@ def write_resolved(cfg: Any, out_dir: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------- the distillation module
 def _run_layers(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None, start: int, stop: int,
-                want_maps: set[int]) -> tuple[Tensor, Tensor | None]:
+                want_maps: set[int], recompute: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Blocks ``start..stop``; the attention scores of the last block in ``want_maps``. With ``recompute``
+    (and grad on) each block saves only its input and runs again in backward (activation checkpointing)."""
     scores = None
+    recompute = recompute and torch.is_grad_enabled()
     for i in range(start, stop):
-        h, _, s = model.mobilebert.encoder.layer[i](h, mask, i in want_maps)
+        layer = model.mobilebert.encoder.layer[i]
+        if recompute:
+            h, _, s = checkpoint(layer, h, mask, i in want_maps, use_reentrant=False)
+        else:
+            h, _, s = layer(h, mask, i in want_maps)
         scores = s if s is not None else scores
     return h, scores
 
@@ -141,9 +150,10 @@ class DistillModule(nn.Module):
 
     def __init__(self, student: MobileBertForPreTraining, teacher: MobileBertForPreTraining | None,
                  tmap: TransferMap | None, alpha: float = 0.5, temperature: float = 1.0,
-                 teacher_chunk: int = 0) -> None:
+                 teacher_chunk: int = 0, recompute: bool = False) -> None:
         super().__init__()
         self.teacher_chunk = teacher_chunk  # sequences per teacher pass (0: the whole micro-batch at once)
+        self.recompute = recompute  # activation checkpointing of the student's blocks
         self.student = student
         self.transfer = TransferLoss(tmap, student.config.hidden_size, teacher.config.hidden_size) if tmap else None
         self.tmap = tmap
@@ -202,7 +212,7 @@ class DistillModule(nn.Module):
         # -- layers, student and teacher in step
         done = 0
         for i in layers:
-            h, scores = _run_layers(s, h, mask, done, i + 1, {i} if "att" in transfer else set())
+            h, scores = _run_layers(s, h, mask, done, i + 1, {i} if "att" in transfer else set(), self.recompute)
             done = i + 1
             target = self.tmap.layer_map[i] + 1
             if target > t_done:
@@ -211,7 +221,7 @@ class DistillModule(nn.Module):
                 t_done = target
             for name, v in self.transfer.layer_terms(i, h, th, scores, t_scores, am, counts["tokens"], transfer).items():
                 terms[f"{name}/layer.{i}"] = v
-        h, _ = _run_layers(s, h, mask, done, n_student, set())
+        h, _ = _run_layers(s, h, mask, done, n_student, set(), self.recompute)
         if not heads:
             return terms
         # -- heads: MLM logits only at masked positions (15% of tokens), NSP on the pooled output
@@ -321,7 +331,8 @@ def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
     stages = build_schedule(cfg.strategy, student.config.num_hidden_layers, cfg.transfer_steps, cfg.distill_steps,
                             lower_layers=cfg.lower_layers, lower_lr=cfg.lower_lr, copied_groups=tuple(copied),
                             transfer_weights=cfg.transfer_weights, warmup_fraction=cfg.warmup_fraction)
-    return DistillModule(student, teacher, tmap, cfg.alpha, cfg.temperature, cfg.teacher_chunk), stages
+    return DistillModule(student, teacher, tmap, cfg.alpha, cfg.temperature, cfg.teacher_chunk,
+                         cfg.recompute), stages
 
 
 def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int], Loader] | None = None
