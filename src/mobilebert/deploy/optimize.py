@@ -383,7 +383,11 @@ class FastMobileBert(_Buffers):
         exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
         if not exporting and bool(attention_mask.all()):
             return None
-        return attention_mask[:, None, None, :].bool()
+        mask = attention_mask[:, None, None, :].bool()
+        if exporting:  # ONNX Attention (opset 23) in ONNX Runtime wants a mask with the query axis spelled out
+            B, T = attention_mask.shape
+            mask = mask.expand(B, 1, T, T)
+        return mask
 
     @torch.no_grad()
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
