@@ -312,19 +312,38 @@ def _prepare_pretraining(sub: argparse._SubParsersAction) -> Runner:
 
 @command("export")
 def _export(sub: argparse._SubParsersAction) -> Runner:
-    p = _parser(sub, "export", "Export a checkpoint to ONNX (dynamic batch/sequence) after a parity check against "
-                "PyTorch; --int8 adds a per-channel dynamically quantized model.int8.onnx.",
+    p = _parser(sub, "export", "Export a checkpoint after a parity check against PyTorch: ONNX (dynamic batch/"
+                "sequence; --int8 adds model.int8.onnx), or a phone file: ExecuTorch .pte / LiteRT .tflite "
+                "(fixed --seq-len, --int8 makes the file itself int8).",
                 "mobilebert export --format onnx --int8 runs/sst2/best exported/sst2")
     p.add_argument("model_dir", help="checkpoint folder (config.json + model.safetensors)")
-    p.add_argument("out", help="output folder (must not exist unless --overwrite); written atomically")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
-    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (head kept in fp32)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("out", help="output folder (onnx) or file (.pte / .tflite); must not exist unless --overwrite; "
+                   "written atomically")
+    p.add_argument("--format", default="onnx", choices=["onnx", "executorch", "litert"],
+                   help="onnx (ONNX Runtime), executorch (XNNPACK) or litert (needs `pip install executorch` / "
+                   "`pip install litert-torch`)")
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization, per-channel weights")
+    p.add_argument("--seq-len", type=int, default=128, help="executorch/litert: the fixed sequence length "
+                   "(the app right-pads)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     def run(a: argparse.Namespace) -> int:
-        from .deploy.onnx import ExportError, export_checkpoint
+        from .deploy.onnx import ExportError, export_checkpoint, load_for_export
 
         try:
+            if a.format != "onnx":
+                from .deploy import mobile
+
+                fn = mobile.export_executorch if a.format == "executorch" else mobile.export_litert
+                try:
+                    path = fn(load_for_export(a.model_dir), a.out, int8=a.int8, seq_len=a.seq_len,
+                              overwrite=a.overwrite)
+                except ModuleNotFoundError as e:
+                    package = "executorch" if a.format == "executorch" else "litert-torch"
+                    raise ValueError(f"--format {a.format} needs `pip install {package}` ({e.name} is missing)") from None
+                print(f"{path}: {path.stat().st_size / 2**20:.1f} MB, batch 1 x seq {a.seq_len}, "
+                      f"{'int8' if a.int8 else 'fp32'}, parity with PyTorch checked")
+                return 0
             report = export_checkpoint(a.model_dir, a.out, int8=a.int8, overwrite=a.overwrite)
         except (ExportError, FileExistsError) as e:
             raise ValueError(str(e)) from None

@@ -37,25 +37,9 @@ from torch.overrides import TorchFunctionMode
 
 from ..atomic import atomic_path
 from ..modeling import ModelOutput
-from .onnx import ExportError
+from .onnx import FP32_TOL, INT8_TOL, ExportError
+from .onnx import _ExportWrapper as _Positional  # positional tensors in, a tuple of named outputs out
 from .optimize import FastMobileBert, optimize_for_inference
-
-INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
-FP32_TOL = 1e-4  # max |exported - eager| / max |eager|, per output
-INT8_TOL = 0.25  # int8 is judged on task accuracy; this only catches a broken graph
-
-
-class _Positional(nn.Module):
-    """Positional tensors in, a tuple of named outputs out (what torch.export and the runtime want)."""
-
-    def __init__(self, fast: FastMobileBert) -> None:
-        super().__init__()
-        self.fast = fast
-        self.names = fast.output_names()
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
-        out = self.fast(input_ids, attention_mask, token_type_ids)
-        return tuple(getattr(out, n) for n in self.names)
 
 
 class _LinearGemms(TorchFunctionMode):
