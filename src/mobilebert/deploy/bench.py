@@ -30,6 +30,10 @@ from .optimize import optimize_for_inference
 
 log = logging.getLogger(__name__)
 
+# Pause before each timed call: ONNX Runtime's worker threads spin for ~10-30 ms after a run (and OpenMP's
+# briefly), stealing cores from whatever runs next; measured here, back to back, the optimized PyTorch module
+# ran 2.5x slower right after an ONNX Runtime call. A deployment runs one runtime; so does each timed call.
+SETTLE_S = 0.05
 ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers")
 
 
@@ -203,6 +207,7 @@ def run_bench(model: nn.Module, cfg: BenchConfig | None = None, progress: bool =
                         fns[t](input_ids=ids, attention_mask=mask)
                 for _ in range(cfg.repeats):
                     for n, fns in runs.items():
+                        time.sleep(SETTLE_S)
                         start = time.perf_counter()
                         fns[t](input_ids=ids, attention_mask=mask)
                         times[n].append((time.perf_counter() - start) * 1e3)
@@ -212,6 +217,7 @@ def run_bench(model: nn.Module, cfg: BenchConfig | None = None, progress: bool =
                                  "median_ms": statistics.median(ts), "p90_ms": ts[min(len(ts) - 1, int(0.9 * len(ts)))]})
         for t in cfg.threads:
             for kind in ("fp32", "bf16", "int8"):
+                time.sleep(SETTLE_S)
                 res.gemm_gflops[f"{kind}@{t}t"] = gemm_rate(kind, t)
     torch.set_num_threads(saved_threads)
     return res
