@@ -28,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from mobilebert.data.pretraining import prepare_pretraining, sample_corpus_path  # noqa: E402
+from mobilebert.data.instances import sample_corpus_path  # noqa: E402
+from mobilebert.data.shards import prepare_pretraining  # noqa: E402
 from mobilebert.tokenizer import BUNDLED_VOCAB, MobileBertTokenizer  # noqa: E402
 
 

@@ -32,7 +32,9 @@ import torch
 
 from mobilebert.config import MobileBertConfig, atomic_write_text
 from mobilebert.data.glue import SAMPLE_DIR
-from mobilebert.data.pretraining import PretrainingDataset, prepare_pretraining, sample_corpus_path
+from mobilebert.data.instances import sample_corpus_path
+from mobilebert.data.pretraining import PretrainingDataset
+from mobilebert.data.shards import prepare_pretraining
 from mobilebert.modeling import MobileBertForPreTraining
 from mobilebert.recipes.distill import DistillConfig, distill, evaluate_mlm
 from mobilebert.recipes.pretrain_teacher import TeacherConfig, pretrain_teacher

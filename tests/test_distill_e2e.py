@@ -15,7 +15,9 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from mobilebert.data.pretraining import PretrainingDataset, prepare_pretraining, sample_corpus_path
+from mobilebert.data.instances import sample_corpus_path
+from mobilebert.data.pretraining import PretrainingDataset
+from mobilebert.data.shards import prepare_pretraining
 from mobilebert.modeling import MobileBertForPreTraining
 from mobilebert.recipes.distill import DistillConfig, distill, evaluate_mlm
 from mobilebert.recipes.pretrain_teacher import TeacherConfig, pretrain_teacher

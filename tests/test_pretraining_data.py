@@ -11,13 +11,9 @@ import pytest
 import torch
 from conftest import SHARED_DATA, tiny_config
 
-from mobilebert.data.pretraining import (
-    PretrainingDataError,
-    PretrainingDataset,
-    prepare_pretraining,
-    sample_corpus_path,
-    split_sentences,
-)
+from mobilebert.data.instances import sample_corpus_path, split_sentences
+from mobilebert.data.pretraining import PretrainingDataset
+from mobilebert.data.shards import PretrainingDataError, prepare_pretraining
 from mobilebert.tokenizer import MobileBertTokenizer
 
 KEYS = {"input_ids", "attention_mask", "token_type_ids", "labels", "next_sentence_label"}
@@ -343,9 +339,9 @@ def test_cli(tmp_path, capsys):
 
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    import mobilebert.data.pretraining as pt
+    import mobilebert.data.shards as shards
 
-    real, calls = pt._make_examples, []
+    real, calls = shards._make_examples, []
 
     def dies_on_second_chunk(args):
         calls.append(1)
@@ -353,7 +349,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(args)
 
-    monkeypatch.setattr(pt, "_make_examples", dies_on_second_chunk)
+    monkeypatch.setattr(shards, "_make_examples", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         prepare_pretraining(sample_corpus_path(), tmp_path, shard_size=50, chunk_bytes=30_000, progress=False)
     assert list(tmp_path.glob("shard_*.npy")), "the first shards were written before the interruption"

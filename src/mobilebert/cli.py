@@ -291,7 +291,8 @@ def _prepare_pretraining(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--vocab", help="a vocab.txt, tokenizer.json or checkpoint folder (default: bundled vocab)")
 
     def run(a: argparse.Namespace) -> int:
-        from .data.pretraining import prepare_pretraining, sample_corpus_path
+        from .data.instances import sample_corpus_path
+        from .data.shards import prepare_pretraining
         from .tokenizer import MobileBertTokenizer
 
         result = prepare_pretraining(

@@ -25,7 +25,9 @@ from typing import Any
 
 from ..config import atomic_write_text
 from ..data import glue
-from ..data.pretraining import PretrainingDataset, prepare_pretraining, sample_corpus_path
+from ..data.instances import sample_corpus_path
+from ..data.pretraining import PretrainingDataset
+from ..data.shards import prepare_pretraining
 from ..modeling import MobileBertForPreTraining
 from ..report import (
     markdown_table,
