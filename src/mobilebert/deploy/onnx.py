@@ -112,9 +112,14 @@ class OnnxModel:
 
     ``OnnxModel(dir_or_file)(input_ids, attention_mask=None, token_type_ids=None)`` -> :class:`ModelOutput`
     with torch tensors under the same field names (``logits``, ``last_hidden_state``, ...).
+
+    ``spin=False`` stops ONNX Runtime's idle worker threads from spinning for 10-30 ms after each call: set it
+    when other compute (PyTorch, a second session) shares the cores, which spinning slows by up to 2.5x; it
+    costs ONNX Runtime itself ~40% latency when it runs alone (docs/results.md).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, int8: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, int8: bool = False,
+                 spin: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -127,6 +132,8 @@ class OnnxModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
