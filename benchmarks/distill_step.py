@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mobilebert import MobileBertConfig
+from mobilebert.atomic import atomic_write_text
 from mobilebert.distill.losses import TransferMap, default_transfer_weights
 from mobilebert.distill.strategies import build_schedule
 from mobilebert.modeling import MobileBertForPreTraining
@@ -227,9 +228,8 @@ def main() -> None:
         print(f"teacher forward alone is {summary['teacher forward']['step_ms'] / h['step_ms']:.0%} of the "
               f"straightforward step: no student-side work can beat {ratios['ceiling_samples_per_s']:.2f}x")
     out = Path(args.out or f"benchmarks/results/distill_step_{args.stage}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "device": device.type, "torch": torch.__version__,
-                               "summary": summary, "ratios": ratios}, indent=2))
+    atomic_write_text(out, json.dumps({"args": vars(args), "device": device.type, "torch": torch.__version__,
+                                       "summary": summary, "ratios": ratios}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

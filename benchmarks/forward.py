@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mobilebert import MobileBertConfig, MobileBertModel
+from mobilebert.atomic import atomic_write_text
 
 
 def p90(xs: list[float]) -> float:
@@ -81,10 +82,9 @@ def main() -> None:
                   f"{row['transformers_median_ms']:>9.1f}/{row['transformers_p90_ms']:<8.1f} "
                   f"{row['ratio_median']:>6.2f}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"layers": args.layers, "runs": args.runs, "torch": torch.__version__,
             "transformers": transformers.__version__, "dtype": "float32"}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(out, json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from mobilebert.config import atomic_write_text
+from mobilebert.atomic import atomic_write_text
 from mobilebert.data.glue import TASKS, resolve_path
 from mobilebert.recipes.finetune import finetune
 

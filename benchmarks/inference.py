@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mobilebert import MobileBertConfig, MobileBertModel
+from mobilebert.atomic import atomic_write_text
 from mobilebert.deploy.bench import BenchConfig, format_table, run_bench
 
 FAST_PATHS = ("optimized", "ort-fp32", "ort-int8")
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, need in checks:
         print(f"{'MET ' if value >= need else 'MISS'}  {name}: {value:.2f} (need >= {need})")
     out = Path(a.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(a), "mobilebert": asdict(res), "no_opt": asdict(res_noopt),
+    atomic_write_text(out, json.dumps({"args": vars(a), "mobilebert": asdict(res), "no_opt": asdict(res_noopt),
                                "floors_ms": {k: floor_ms(k) for k in rate},
                                "checks": [{"name": n, "value": v, "need": r, "met": v >= r} for n, v, r in checks]},
                               indent=2) + "\n")

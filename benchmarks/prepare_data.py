@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from mobilebert.atomic import atomic_write_text  # noqa: E402
 from mobilebert.data.instances import sample_corpus_path  # noqa: E402
 from mobilebert.data.shards import prepare_pretraining  # noqa: E402
 from mobilebert.tokenizer import BUNDLED_VOCAB, MobileBertTokenizer  # noqa: E402
@@ -147,8 +148,7 @@ def main() -> None:
           f"(efficiency {args.efficiency:.0%}) = {x['hours_per_dupe']:.2f} h per pass (dupe_factor 1); "
           f"from this run's wall time ({per_core_wall:,.0f} tokens/s/core): {x['hours_per_dupe_from_wall']:.2f} h")
     path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from mobilebert.config import MobileBertConfig, atomic_write_text
+from mobilebert.atomic import atomic_write_text
+from mobilebert.config import MobileBertConfig
 from mobilebert.data.glue import SAMPLE_DIR
 from mobilebert.data.instances import sample_corpus_path
 from mobilebert.data.pretraining import PretrainingDataset
@@ -183,7 +184,6 @@ def main() -> None:
         print(f"paper's order on SST-2 dev accuracy (mean of {len(args.sst2_seeds)} seeds): "
               f"{'holds' if sst_order else 'does not hold'} here")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps({"args": vars(args), "torch": torch.__version__, "loadavg": os.getloadavg(),
                                        "glue": str(glue), "results": results, "paper_order_holds_mlm": order,
                                        "paper_order_holds_sst2": sst_order, "teacher_beats_scratch": beats}, indent=2, default=str))

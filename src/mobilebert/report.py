@@ -97,7 +97,6 @@ def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path) -> Path | No
 
 
 def _save(fig, out_png: Path) -> Path:
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

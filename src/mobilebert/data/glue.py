@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..config import atomic_write_text
+from ..atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

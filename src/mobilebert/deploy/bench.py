@@ -269,7 +269,6 @@ def plot(res: BenchResult, path: str | os.PathLike, threads: int, batch: int, se
 
 
 def save_json(res: BenchResult, path: str | os.PathLike) -> None:
-
     atomic_write_text(Path(path), json.dumps(asdict(res), indent=2) + "\n")
 
 

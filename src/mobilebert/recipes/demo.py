@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import atomic_write_text
+from ..atomic import atomic_write_text
 from ..data import glue
 from ..data.instances import sample_corpus_path
 from ..data.pretraining import PretrainingDataset

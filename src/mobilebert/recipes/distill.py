@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import MobileBertConfig, atomic_write_text
+from ..atomic import atomic_write_text
+from ..config import MobileBertConfig
 from ..distill.losses import (
     TRANSFER_TERMS,
     TransferLoss,

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import MobileBertConfig, atomic_write_text
+from ..atomic import atomic_write_text
+from ..config import MobileBertConfig
 from ..data import glue, squad
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
