@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..atomic import atomic_path
 from ..modeling import ModelOutput
-from .onnx import FP32_TOL, INT8_TOL, ExportError
+from .onnx import FP32_TOL, INT8_TOL, ExportError, relative_error
 from .onnx import _ExportWrapper as _Positional  # positional tensors in, a tuple of named outputs out
 from .optimize import FastMobileBert, optimize_for_inference
 
@@ -176,17 +177,24 @@ class ExecuTorchModel:
 def mobile_parity_error(reference: nn.Module, candidate: ExecuTorchModel | LiteRTModel, batch: int,
                         seq_len: int) -> float:
     """Worst relative max error of ``candidate`` against ``reference`` on full and right-padded inputs."""
-    worst = 0.0
+    probes = [_example(reference.config, batch, seq_len, pad, seed) for pad, seed in ((False, 2), (True, 3))]
     with torch.no_grad():
-        for pad, seed in ((False, 2), (True, 3)):
-            ids, mask, tt = _example(reference.config, batch, seq_len, pad, seed)
-            ref, got = reference(ids, mask, tt), candidate(ids, mask, tt)
-            for n in candidate.output_names:
-                r, c = ref[n].float(), got[n].float()
-                if not torch.isfinite(c).all():
-                    return float("inf")
-                worst = max(worst, float((r - c).abs().max() / r.abs().max().clamp_min(1e-12)))
-    return worst
+        return max(relative_error(reference(*x), candidate(*x), candidate.output_names) for x in probes)
+
+
+def _write_checked(out_path: Path, write: Callable[[Path], None],
+                   runner: Callable[[Path], ExecuTorchModel | LiteRTModel], model: nn.Module, int8: bool, batch: int,
+                   seq_len: int, what: str) -> Path:
+    """``write`` the file beside ``out_path``, run it with ``runner``, and rename it into place only if it
+    matches eager PyTorch within ``FP32_TOL`` (``INT8_TOL`` for int8); else :class:`ExportError`, nothing left."""
+    tol = INT8_TOL if int8 else FP32_TOL
+    with atomic_path(out_path) as tmp:
+        write(tmp)
+        err = mobile_parity_error(model, runner(tmp), batch, seq_len)
+        if not err <= tol:
+            raise ExportError(f"{out_path}: {what} parity check failed: relative error {err:.3g} > {tol:g}; "
+                              "nothing written")
+    return out_path
 
 
 def export_executorch(model: nn.Module, out_path: str | os.PathLike, int8: bool = False, seq_len: int = 128,
@@ -202,14 +210,8 @@ def export_executorch(model: nn.Module, out_path: str | os.PathLike, int8: bool 
     model = model.eval()
     fast = optimize_for_inference(model)
     buffer = _lower(fast, batch, seq_len, int8)
-    tol = INT8_TOL if int8 else FP32_TOL
-    with atomic_path(out_path) as tmp:
-        tmp.write_bytes(buffer)
-        err = mobile_parity_error(model, ExecuTorchModel(tmp, fast.output_names()), batch, seq_len)
-        if not err <= tol:
-            raise ExportError(f"{out_path}: ExecuTorch parity check failed: relative error {err:.3g} > {tol:g}; "
-                              "nothing written")
-    return out_path
+    return _write_checked(out_path, lambda p: p.write_bytes(buffer),
+                          lambda p: ExecuTorchModel(p, fast.output_names()), model, int8, batch, seq_len, "ExecuTorch")
 
 
 def _check_target(model: nn.Module, out_path: Path, seq_len: int, overwrite: bool) -> None:
@@ -242,14 +244,8 @@ def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = Fa
         warnings.simplefilter("ignore")
         edge = litert_torch.convert(_Positional(fast).eval(), _example(fast.config, batch, seq_len, pad=False),
                                     quant_config=quant)
-    tol = INT8_TOL if int8 else FP32_TOL
-    with atomic_path(out_path) as tmp:
-        edge.export(str(tmp))
-        err = mobile_parity_error(model, LiteRTModel(tmp, fast.output_names()), batch, seq_len)
-        if not err <= tol:
-            raise ExportError(f"{out_path}: LiteRT parity check failed: relative error {err:.3g} > {tol:g}; "
-                              "nothing written")
-    return out_path
+    return _write_checked(out_path, lambda p: edge.export(str(p)), lambda p: LiteRTModel(p, fast.output_names()),
+                          model, int8, batch, seq_len, "LiteRT")
 
 
 __all__ = ["ExecuTorchModel", "LiteRTModel", "export_executorch", "export_litert", "mobile_parity_error"]

@@ -93,18 +93,21 @@ def random_inputs(config: MobileBertConfig, seed: int = 0) -> list[dict[str, Ten
     return probes
 
 
+def relative_error(ref: ModelOutput, got: ModelOutput, names: list[str]) -> float:
+    """Worst ``max |got - ref| / max |ref|`` over the outputs ``names``; inf when ``got`` is not finite."""
+    worst = 0.0
+    for n in names:
+        r, c = ref[n].float(), got[n].float()
+        if not torch.isfinite(c).all():
+            return float("inf")
+        worst = max(worst, float((r - c).abs().max() / r.abs().max().clamp_min(1e-12)))
+    return worst
+
+
 def parity_error(reference: nn.Module, candidate, config: MobileBertConfig, names: list[str]) -> float:
     """Worst relative max error of ``candidate`` against ``reference`` over :func:`random_inputs`."""
-    worst = 0.0
     with torch.no_grad():
-        for inputs in random_inputs(config):
-            ref, got = reference(**inputs), candidate(**inputs)
-            for n in names:
-                r, c = ref[n].float(), got[n].float()
-                if not torch.isfinite(c).all():
-                    return float("inf")
-                worst = max(worst, float((r - c).abs().max() / r.abs().max().clamp_min(1e-12)))
-    return worst
+        return max(relative_error(reference(**x), candidate(**x), names) for x in random_inputs(config))
 
 
 class OnnxModel:
@@ -227,4 +230,4 @@ def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
 
 __all__ = ["ExportError", "ExportReport", "OnnxModel", "export_checkpoint", "export_onnx", "load_for_export",
-           "parity_error", "random_inputs"]
+           "parity_error", "random_inputs", "relative_error"]
