@@ -118,6 +118,7 @@ def main() -> None:
                          intra_bottleneck_size=H // 4, intermediate_size=H // 2, num_attention_heads=4,
                          max_position_embeddings=args.seq, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     glue = SHARED / "glue" if (SHARED / "glue" / "SST-2").is_dir() else SAMPLE_DIR
+
     def sst2(model_dir: str, name: str, lr: float) -> dict:
         from mobilebert.recipes.finetune import finetune
 
@@ -173,20 +174,22 @@ def main() -> None:
     if "none" in results:
         beats = results["teacher"]["mlm_accuracy"] > results["none"]["mlm_accuracy"]
         print(f"teacher beats the from-scratch student on held-out MLM accuracy: {beats}")
+    def paper_order(key: str, what: str) -> bool:
+        v = {s: results[s][key] for s in STRATEGIES}
+        holds = v["progressive"] >= v["joint"] > v["auxiliary"] > v["none"]
+        print(f"paper's order progressive >= joint > auxiliary > none ({what}): "
+              f"{'holds' if holds else 'does not hold'} here")
+        return holds
+
     if set(args.strategies) == set(STRATEGIES):
-        acc = {s: results[s]["mlm_accuracy"] for s in STRATEGIES}
-        order = acc["progressive"] >= acc["joint"] > acc["auxiliary"] > acc["none"]
-        print(f"paper's order progressive >= joint > auxiliary > none (held-out MLM accuracy): "
-              f"{'holds' if order else 'does not hold'} here")
-    if args.sst2 and order is not None:
-        sst = {s: results[s]["sst2_accuracy"] for s in STRATEGIES}
-        sst_order = sst["progressive"] >= sst["joint"] > sst["auxiliary"] > sst["none"]
-        print(f"paper's order on SST-2 dev accuracy (mean of {len(args.sst2_seeds)} seeds): "
-              f"{'holds' if sst_order else 'does not hold'} here")
+        order = paper_order("mlm_accuracy", "held-out MLM accuracy")
+        if args.sst2:
+            sst_order = paper_order("sst2_accuracy", f"SST-2 dev accuracy, mean of {len(args.sst2_seeds)} seeds")
     out = Path(args.out)
     atomic_write_text(out, json.dumps({"args": vars(args), "torch": torch.__version__, "loadavg": os.getloadavg(),
                                        "glue": str(glue), "results": results, "paper_order_holds_mlm": order,
-                                       "paper_order_holds_sst2": sst_order, "teacher_beats_scratch": beats}, indent=2, default=str))
+                                       "paper_order_holds_sst2": sst_order, "teacher_beats_scratch": beats},
+                                      indent=2, default=str))
     print(f"wrote {out}")
     if tmp_ctx:
         tmp_ctx.cleanup()

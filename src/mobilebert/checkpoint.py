@@ -238,5 +238,5 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["CheckpointError", "ConfigError", "convert_tf_state", "load_pretrained", "load_tf_checkpoint", "load_state", "read_state_dict",
-           "save_pretrained", "tf_to_hf_key", "to_hf_state_dict"]
+__all__ = ["CheckpointError", "ConfigError", "convert_tf_state", "load_pretrained", "load_state", "load_tf_checkpoint",
+           "read_state_dict", "save_pretrained", "tf_to_hf_key", "to_hf_state_dict"]
