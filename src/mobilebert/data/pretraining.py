@@ -2,7 +2,8 @@
 
 The folder is written by :func:`~mobilebert.data.shards.prepare_pretraining` (text reading and example
 making in :mod:`.instances`, masks in :mod:`.masking`). ``prepare_pretraining`` and ``sample_corpus_path``
-are re-exported here because they are documented under this module's name.
+are re-exported here because they are documented under this module's name (assets/README.md, the distill
+recipe's error message) and were importable from it before the split.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from .instances import record_dtype, sample_corpus_path
 from .masking import MaskingSpec, hash_key, mask_tokens, segment_masks, word_starts
 from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PretrainingDataError, prepare_pretraining
 
-# prepare_pretraining and sample_corpus_path live in .shards and .instances; they are re-exported because
-# they are documented under this module's name (assets/README.md, the distill recipe's error message).
 __all__ = ["PretrainingDataError", "PretrainingDataset", "PretrainingLoader", "prepare_pretraining",
            "sample_corpus_path"]
 
