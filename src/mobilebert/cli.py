@@ -311,6 +311,93 @@ def _prepare_pretraining(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
+@command("corpus")
+def _corpus(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "corpus", "Build the unlabeled distillation corpus from the text on this machine (WikiText-2 "
+                "valid/test, GLUE train sentences, SQuAD v1.1 contexts and questions, the bundled samples; no GLUE "
+                "dev sentence) and prepare it into pre-training shards.",
+                "mobilebert corpus --data ../shared/data --out runs/corpus --max-seq-length 64")
+    p.add_argument("--data", help="the shared data folder (corpus/, glue/, squad/); omit for the bundled samples only")
+    p.add_argument("--out", required=True, help="output folder: corpus.txt, corpus.json (counts) and shards/")
+    p.add_argument("--max-seq-length", type=int, default=64, help="tokens per example (default: 64)")
+    p.add_argument("--dupe-factor", type=int, default=1, help="passes with fresh pairs and masks (default: 1)")
+    p.add_argument("--seed", type=int, default=12345, help="example-making seed (default: 12345)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+
+    def run(a: argparse.Namespace) -> int:
+        from .data.corpus import prepare_corpus
+
+        info = prepare_corpus(a.data, a.out, a.max_seq_length, a.dupe_factor, a.seed, a.workers)
+        n, docs = sum(info["sentences"].values()), sum(info["documents"].values())
+        print(f"{a.out}/corpus.txt: {n} sentences, {docs} documents ({sum(info['dropped_dev'].values())} GLUE dev "
+              f"sentences held out, {info['duplicates']} duplicates dropped)")
+        print(f"{a.out}/shards: {info['shards']['examples']} examples, {info['shards']['tokens']} tokens")
+        for m in info["missing"]:
+            print(f"note: {m} not found, left out")
+        return 0
+
+    return run
+
+
+@command("embed")
+def _embed(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "embed", "Sentence embeddings (mean-pooled, as the checkpoint's pooling files say): print them "
+                "for texts given as arguments, or write a .npy for a text file (one text per line).",
+                "mobilebert embed --model models/mobilebert-minilm \"A man is playing a guitar.\" \"A dog runs.\"\n"
+                "  mobilebert embed --model models/mobilebert-minilm --file sentences.txt --out vectors.npy")
+    p.add_argument("texts", nargs="*", help="texts to embed (or use --file)")
+    p.add_argument("--model", required=True, help="checkpoint folder: a distilled student, MiniLM, any BERT")
+    p.add_argument("--file", help="UTF-8 text file, one text per line")
+    p.add_argument("--out", help="write the (N, H) float32 array here (.npy) instead of printing")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise each vector (default: as the checkpoint's modules.json says)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+
+    def run(a: argparse.Namespace) -> int:
+        from .recipes.embed import embed, read_lines
+
+        if bool(a.texts) == bool(a.file):
+            raise ValueError("give texts as arguments or --file, not both or neither")
+        texts = read_lines(a.file) if a.file else a.texts
+        vectors = embed(a.model, texts, a.out, a.normalize, a.batch_size, a.threads)
+        if a.out:
+            print(f"{a.out}: {vectors.shape[0]} x {vectors.shape[1]} float32")
+        else:
+            for text, v in zip(texts, vectors, strict=True):
+                print(f"{text}\t" + " ".join(f"{x:.6g}" for x in v))
+        return 0
+
+    return run
+
+
+@command("sts")
+def _sts(sub: argparse._SubParsersAction) -> Runner:
+    p = _parser(sub, "sts", "Zero-shot STS-B: Spearman x100 between the cosine similarity of two sentence embeddings "
+                "and the gold scores (the official dev file, or the bundled 300-pair sample).",
+                "mobilebert sts --model models/mobilebert-minilm --data ../shared/data/glue")
+    p.add_argument("--model", required=True, help="checkpoint folder")
+    p.add_argument("--data", help="GLUE folder, STS-B folder or TSV (default: the bundled dev sample)")
+    p.add_argument("--split", default="dev", help="dev or train (default: dev)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", help="also write the result here")
+
+    def run(a: argparse.Namespace) -> int:
+        import json
+
+        from .atomic import atomic_write_text
+        from .recipes.embed import evaluate_sts
+
+        result = evaluate_sts(a.model, a.data, a.split, threads=a.threads)
+        print(f"{result['model']}: STS-B {a.split} Spearman x100 = {result['spearman_x100']:.2f} "
+              f"({result['pairs']} pairs, {result['pooling']} pooling, {result['data']})")
+        if a.json:
+            atomic_write_text(a.json, json.dumps(result, indent=2) + "\n")
+        return 0
+
+    return run
+
+
 @command("export")
 def _export(sub: argparse._SubParsersAction) -> Runner:
     p = _parser(sub, "export", "Export a checkpoint after a parity check against PyTorch: ONNX (dynamic batch/"

@@ -128,12 +128,14 @@ class GlueExample:
 
 # ----------------------------------------------------------------------------- reading
 def resolve_path(task: GlueTask, data_dir: str | os.PathLike, split: str) -> Path:
-    """The file for ``split``; ``data_dir`` may be the GLUE root, the task's own folder, or a folder of
-    ``<task>_<split>.tsv`` files like the bundled sample (``SAMPLE_DIR``)."""
+    """The file for ``split``; ``data_dir`` may be the GLUE root, the task's own folder, a folder of
+    ``<task>_<split>.tsv`` files like the bundled sample (``SAMPLE_DIR``), or the file itself."""
     if split not in task.files:
         raise ValueError(f"task {task.name} has no split {split!r}; splits: {', '.join(task.files)}")
     rel = Path(task.files[split])
     root = Path(data_dir)
+    if root.is_file():  # the split's file itself
+        return root
     for candidate in (root / rel, root / rel.name, root.parent / rel, root / f"{task.name}_{split}.tsv"):
         if candidate.is_file():
             return candidate

@@ -123,8 +123,9 @@ class PretrainingDataset:
             out[sel] = self.shards[s][idx[sel] - self.offsets[s]]
         return out
 
-    def get_batch(self, global_indices: np.ndarray, epoch: int = 0) -> dict[str, Any]:
-        """Tensors for the given global example indices; ``epoch`` keys the dynamic masks."""
+    def get_batch(self, global_indices: np.ndarray, epoch: int = 0, trim: bool = False) -> dict[str, Any]:
+        """Tensors for the given global example indices; ``epoch`` keys the dynamic masks. ``trim`` cuts the
+        sequence axis to the batch's longest example (the masks do not change: they are drawn at full width)."""
         import torch
 
         idx = np.asarray(global_indices, dtype=np.int64)
@@ -146,14 +147,17 @@ class PretrainingDataset:
             ids = ids_in
         else:
             labels[rows, cols] = rec["masked_ids"][valid]
+        if trim:
+            width = int(rec["length"].max())
+            ids, attention, token_type, labels = (a[:, :width] for a in (ids, attention, token_type, labels))
         as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
         return {"input_ids": as_long(ids), "attention_mask": as_long(attention),
                 "token_type_ids": as_long(token_type), "labels": as_long(labels),
                 "next_sentence_label": as_long(rec["is_random_next"])}
 
     def loader(self, batch_size: int, shuffle: bool = True, seed: int | None = None,
-               drop_last: bool = True) -> PretrainingLoader:
-        return PretrainingLoader(self, batch_size, shuffle, self.seed if seed is None else seed, drop_last)
+               drop_last: bool = True, trim: bool = False) -> PretrainingLoader:
+        return PretrainingLoader(self, batch_size, shuffle, self.seed if seed is None else seed, drop_last, trim)
 
 
 class PretrainingLoader:
@@ -166,9 +170,10 @@ class PretrainingLoader:
     """
 
     def __init__(self, dataset: PretrainingDataset, batch_size: int, shuffle: bool, seed: int,
-                 drop_last: bool) -> None:
+                 drop_last: bool, trim: bool = False) -> None:
         self.dataset, self.batch_size, self.shuffle, self.seed, self.drop_last = (
             dataset, int(batch_size), shuffle, int(seed), drop_last)
+        self.trim = trim  # batches of similar lengths (shuffled), each cut to its longest example
         n, w = dataset.num_examples, dataset.world_size
         per_rank = n // w if drop_last else -(-n // w)
         self.batches_per_epoch = per_rank // batch_size if drop_last else -(-per_rank // batch_size)
@@ -183,8 +188,23 @@ class PretrainingLoader:
             n = self.dataset.num_examples
             order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
                      else np.arange(n, dtype=np.int64))
-            self._cached = (epoch, order[self.dataset.rank::self.dataset.world_size])
+            mine = order[self.dataset.rank::self.dataset.world_size]
+            if self.trim and self.shuffle:
+                mine = self._length_buckets(mine, np.random.default_rng([self.seed, epoch, 1]))
+            self._cached = (epoch, mine)
         return self._cached[1]
+
+    def _length_buckets(self, mine: np.ndarray, rng: np.random.Generator, window: int = 50) -> np.ndarray:
+        """Sort each run of ``window`` batches by example length, then shuffle the batches: batches of similar
+        lengths (so trimming cuts most padding) in a random order. Deterministic per (seed, epoch)."""
+        b = self.batch_size
+        lengths = self.dataset.records(mine)["length"]
+        out = mine.copy()
+        for s in range(0, len(mine), window * b):
+            sl = slice(s, s + window * b)
+            out[sl] = mine[sl][np.argsort(lengths[sl], kind="stable")]
+        n = len(out) // b
+        return np.concatenate([out[:n * b].reshape(n, b)[rng.permutation(n)].reshape(-1), out[n * b:]])
 
     def __iter__(self) -> PretrainingLoader:
         return self
@@ -195,7 +215,7 @@ class PretrainingLoader:
         mine = self._epoch_indices(self.epoch)
         b = self.batch_size
         idx = mine[self.position * b:(self.position + 1) * b]
-        batch = self.dataset.get_batch(idx, epoch=self.epoch)
+        batch = self.dataset.get_batch(idx, epoch=self.epoch, trim=self.trim)
         self.position += 1
         return batch
 

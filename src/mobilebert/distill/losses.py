@@ -26,7 +26,8 @@ ATTENTION_FACTOR = 1.0
 HIDDEN_FACTOR = 100.0  # feature map transfer
 BETA = 5000.0  # mean transfer
 GAMMA = 5.0  # variance transfer
-TRANSFER_TERMS = ("fmt", "mean", "var", "att")
+TRANSFER_TERMS = ("fmt", "mean", "var", "att")  # per layer
+SENTENCE_TERMS = ("emb",)  # last layer, mean-pooled (sentence encoders); off unless transfer_weights sets it
 
 
 def _real(attention_mask: Tensor | None, like: Tensor) -> Tensor:
@@ -109,6 +110,25 @@ def attention_transfer_loss(student_scores: Tensor, teacher_scores: Tensor, atte
         return (kl * mask[:, None, :]).sum() / _count(mask, n_tokens)
     weight = (mask / (_count(mask, n_tokens) * nh_s))[:, None, :].expand(B, nh_s, T)  # (B, nh, T)
     return _ScoresKL.apply(student_scores, t_logp, weight, key_mask.expand(B, nh_s, T, T))
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """(B, T, H) -> (B, H): the mean over real tokens, the sentence embedding of sentence-transformers models."""
+    mask = _real(attention_mask, hidden).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def sentence_embedding_loss(student: Tensor, teacher: Tensor, attention_mask: Tensor | None = None,
+                            n_sequences: float | Tensor | None = None) -> Tensor:
+    """1 - cosine(mean-pooled student, mean-pooled teacher) per sequence, averaged (or summed / ``n_sequences``).
+
+    student, teacher: (B, T, H) last-layer outputs of the same width. What a sentence encoder is used for is the
+    cosine of these pooled vectors, which the per-token terms only reach indirectly (FMT normalises each token
+    and so ignores its scale, which pooling mixes)."""
+    s = mean_pool(student.float(), attention_mask)
+    t = mean_pool(teacher.detach().float(), attention_mask)
+    loss = (1.0 - F.cosine_similarity(s, t, dim=-1)).sum()
+    return loss / (student.shape[0] if n_sequences is None else n_sequences)
 
 
 def pretraining_distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,

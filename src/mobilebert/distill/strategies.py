@@ -4,7 +4,7 @@ Parameter groups of the student: ``embeddings``, ``layer.0`` .. ``layer.{L-1}`` 
 ``proj.{L-1}`` (learned teacher-width projections, empty when widths match; trained only while their layer's
 transfer terms count) and ``heads`` (MLM, NSP, pooler). A group absent from a stage's ``lr_multipliers`` (or at
 0) is frozen for that stage. Loss terms: ``fmt``, ``mean``, ``var``, ``att`` (transfer, for the stage's
-``layers``), ``mlm_kd`` (pre-training distillation), ``nsp``, ``mlm`` (plain MLM, strategy ``none``).
+``layers``), ``emb`` (mean-pooled last layer vs the teacher's, when the stage reaches the last layer), ``mlm_kd`` (pre-training distillation), ``nsp``, ``mlm`` (plain MLM, strategy ``none``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .losses import TRANSFER_TERMS, default_transfer_weights
+from .losses import SENTENCE_TERMS, TRANSFER_TERMS, default_transfer_weights
 
 STRATEGIES = ("progressive", "joint", "auxiliary", "none")
-LOSS_TERMS = (*TRANSFER_TERMS, "mlm_kd", "nsp", "mlm")
+LOSS_TERMS = (*TRANSFER_TERMS, *SENTENCE_TERMS, "mlm_kd", "nsp", "mlm")
 
 
 @dataclass
@@ -57,9 +57,9 @@ def build_schedule(strategy: str, num_layers: int, transfer_steps: int, distill_
     if num_layers < 1 or transfer_steps < 0 or distill_steps < 0:
         raise ValueError("num_layers must be >= 1 and step counts >= 0")
     weights = {**default_transfer_weights(num_layers), **(transfer_weights or {})}
-    unknown = sorted(set(weights) - set(TRANSFER_TERMS))
+    unknown = sorted(set(weights) - set(TRANSFER_TERMS) - set(SENTENCE_TERMS))
     if unknown:
-        raise ValueError(f"unknown transfer loss term(s) {unknown}; known: {', '.join(TRANSFER_TERMS)}")
+        raise ValueError(f"unknown transfer loss term(s) {unknown}; known: {', '.join(TRANSFER_TERMS + SENTENCE_TERMS)}")
     everything = {g: 1.0 for g in group_names(num_layers) if not g.startswith("proj.")}
     all_layers = list(range(num_layers))
     all_proj = {f"proj.{i}": 1.0 for i in range(num_layers)}

@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
+from ..data.sts import StsPairs, read_sts
 from ..distill.losses import (
     TRANSFER_TERMS,
     TransferLoss,
@@ -26,9 +27,12 @@ from ..distill.losses import (
     mlm_loss,
     nsp_loss,
     pretraining_distillation_loss,
+    sentence_embedding_loss,
 )
 from ..distill.strategies import STRATEGIES, Stage, build_schedule
 from ..modeling import MobileBertForPreTraining, extended_attention_mask
+from ..sentence import PoolingConfig, SentenceEncoder, sts_score
+from ..tokenizer import MobileBertTokenizer
 from ..train.trainer import Dist, Loader, TrainConfig, fit, init_distributed
 from .yaml_config import read_yaml_mapping
 
@@ -57,6 +61,13 @@ class DistillConfig:
     teacher_chunk: int = 0  # teacher sequences per pass (0: whole micro-batch); small values cut peak memory on CPU
     recompute: bool = False  # student blocks keep only their input for backward and run again there (less memory)
     copy_from_teacher: bool = True  # copy embeddings and heads whose shapes match, frozen during transfer
+    init_from_teacher: list[str] = field(default_factory=list)  # parts of INIT_PARTS started from the teacher
+    clean_inputs: bool | None = None  # feed unmasked text; None: when no stage uses MLM (head-less teachers)
+    trim_padding: bool = False  # cut each batch to its longest sequence (short-sentence corpora run faster)
+    export: str = "auto"  # pretraining (heads included) | encoder (+ tokenizer + pooling); auto: encoder when
+    #                       the teacher has no trained heads
+    pooling: str = "mean"  # the exported encoder's sentence pooling (mean | cls)
+    eval_sts: str | None = None  # STS-B file or GLUE folder scored every train.eval_every steps (encoder runs)
     no_dropout: bool = True  # SPEC §3: no dropout while distilling
     warmup_fraction: float = 0.1  # of each stage
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -151,8 +162,9 @@ class DistillModule(nn.Module):
 
     def __init__(self, student: MobileBertForPreTraining, teacher: MobileBertForPreTraining | None,
                  tmap: TransferMap | None, alpha: float = 0.5, temperature: float = 1.0,
-                 teacher_chunk: int = 0, recompute: bool = False) -> None:
+                 teacher_chunk: int = 0, recompute: bool = False, clean_inputs: bool = False) -> None:
         super().__init__()
+        self.clean_inputs = clean_inputs  # feed the uncorrupted text (labels put back) to student and teacher
         self.teacher_chunk = teacher_chunk  # sequences per teacher pass (0: the whole micro-batch at once)
         self.recompute = recompute  # activation checkpointing of the student's blocks
         self.student = student
@@ -191,17 +203,21 @@ class DistillModule(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], stage: Stage, counts: dict[str, Tensor]) -> dict[str, Tensor]:
         ids, am = batch["input_ids"], batch["attention_mask"]
+        if self.clean_inputs and "labels" in batch:  # undo the MLM corruption: transfer wants the real text
+            ids = torch.where(batch["labels"] != -100, batch["labels"], ids)
         tt = batch.get("token_type_ids")
         tt = torch.zeros_like(ids) if tt is None else tt
         s, t = self.student, self.teacher
         transfer = {k for k in TRANSFER_TERMS if stage.terms.get(k)}
         layers = sorted(stage.layers) if transfer else []
         heads = any(stage.terms.get(k) for k in ("mlm", "mlm_kd", "nsp"))
+        last = s.config.num_hidden_layers - 1
+        sentence = bool(stage.terms.get("emb")) and last in stage.layers  # pooled last layer vs the teacher's
         use_teacher = bool(layers) or bool(stage.terms.get("mlm_kd"))
         if use_teacher and t is None:
             raise ValueError(f"stage {stage.name} needs a teacher but none was given")
         terms: dict[str, Tensor] = {}
-        n_student = s.config.num_hidden_layers if heads else max(layers) + 1
+        n_student = s.config.num_hidden_layers if heads or sentence else max(layers) + 1
         # -- embeddings
         h = s.mobilebert.embeddings(ids, tt, am)
         mask = extended_attention_mask(am, h.dtype)
@@ -223,6 +239,10 @@ class DistillModule(nn.Module):
             for name, v in self.transfer.layer_terms(i, h, th, scores, t_scores, am, counts["tokens"], transfer).items():
                 terms[f"{name}/layer.{i}"] = v
         h, _ = _run_layers(s, h, mask, done, n_student, set(), self.recompute)
+        if sentence:
+            th, _ = _run_teacher(t, th, tmask, t_done, t.config.num_hidden_layers, set(), self.teacher_chunk)
+            t_done = t.config.num_hidden_layers
+            terms["emb"] = sentence_embedding_loss(h, th, am, counts["sequences"])
         if not heads:
             return terms
         # -- heads: MLM logits only at masked positions (15% of tokens), NSP on the pooled output
@@ -243,11 +263,83 @@ class DistillModule(nn.Module):
         return terms
 
 
-def copy_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForPreTraining) -> list[str]:
-    """Copy the embeddings and the pre-training heads when every shape matches; returns the groups copied."""
+def has_untrained_heads(teacher: MobileBertForPreTraining) -> bool:
+    """True when the checkpoint held no MLM/NSP head (an encoder such as all-MiniLM-L6-v2): loading it left
+    the heads randomly initialised, so they must never teach."""
+    missing = getattr(teacher, "loading_info", {}).get("missing_keys", [])
+    return any(k.startswith("cls.") for k in missing)
+
+
+def check_headless(cfg: DistillConfig, headless: bool) -> None:
+    """Refuse, before any training, to distil from heads the teacher never trained."""
+    if not headless:
+        return
+    asks = [what for what, on in (("pre-training distillation (distill_steps > 0)",
+                                   cfg.distill_steps > 0 and cfg.strategy in ("progressive", "joint")),
+                                  ("pre-training distillation and NSP (strategy auxiliary)",
+                                   cfg.strategy == "auxiliary")) if on]
+    if asks:
+        raise ValueError(f"{cfg.teacher}: the teacher has no trained MLM/NSP heads (an encoder-only checkpoint), "
+                         f"so {asks[0]} would teach random targets; use strategy=joint or progressive with "
+                         "distill_steps=0 (layer-wise transfer only)")
+
+
+INIT_PARTS = ("position", "token_type", "word_svd")
+
+
+def init_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForPreTraining,
+                      parts: list[str]) -> list[str]:
+    """Start student embeddings from the teacher's; returns one note per part done.
+
+    position / token_type: copied when the widths agree (student hidden == teacher hidden).
+    word_svd: the teacher's word embeddings W (V x H) factorised by truncated SVD, W ~ (U S)(V^T): the student's
+    narrow table gets U S (V x E), and the trigram projection's middle block (the current token) gets V^T, so
+    before training the student's embedding sum reproduces the teacher's best rank-E approximation."""
+    unknown = sorted(set(parts) - set(INIT_PARTS))
+    if unknown:
+        raise ValueError(f"init_from_teacher: unknown part(s) {', '.join(unknown)}; choose from {', '.join(INIT_PARTS)}")
+    se, te = student.mobilebert.embeddings, teacher.mobilebert.embeddings
+    notes = []
+    with torch.no_grad():
+        for part, attr in (("position", "position_embeddings"), ("token_type", "token_type_embeddings")):
+            if part not in parts:
+                continue
+            s_w, t_w = getattr(se, attr).weight, getattr(te, attr).weight
+            if s_w.shape[1] != t_w.shape[1]:
+                raise ValueError(f"init_from_teacher {part}: student width {s_w.shape[1]} != teacher {t_w.shape[1]}")
+            n = min(s_w.shape[0], t_w.shape[0])
+            s_w[:n] = t_w[:n]
+            notes.append(f"{attr} copied ({n} x {s_w.shape[1]})")
+        if "word_svd" in parts:
+            W = te.word_embeddings.weight.float()  # (V, H_t)
+            E = se.word_embeddings.weight.shape[1]
+            proj = se.embedding_transformation
+            if proj is None or proj.weight.shape[0] != W.shape[1]:
+                raise ValueError("init_from_teacher word_svd needs a student embedding projection onto the "
+                                 f"teacher's width {W.shape[1]}")
+            U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+            kept = float(S[:E].pow(2).sum() / S.pow(2).sum())
+            se.word_embeddings.weight.copy_(U[:, :E] * S[:E])
+            pad = student.config.pad_token_id
+            se.word_embeddings.weight[pad].zero_()  # padding_idx: stays zero, so padding never leaks in
+            blocks = 3 if student.config.trigram_input else 1
+            centre = 1 if blocks == 3 else 0  # the trigram concatenates [next, this, previous]
+            proj.weight.zero_()
+            proj.weight[:, centre * E:(centre + 1) * E] = Vh[:E].T
+            proj.bias.zero_()
+            notes.append(f"word_embeddings from a rank-{E} SVD of the teacher's ({kept:.1%} of its energy), "
+                         "trigram projection's centre block = V^T")
+    return notes
+
+
+def copy_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForPreTraining,
+                      heads: bool = True) -> list[str]:
+    """Copy the embeddings and (``heads``) the pre-training heads when every shape matches; returns the groups
+    copied."""
     copied = []
-    pairs = {"embeddings": (student.mobilebert.embeddings, teacher.mobilebert.embeddings),
-             "heads": (student.cls, teacher.cls)}
+    pairs = {"embeddings": (student.mobilebert.embeddings, teacher.mobilebert.embeddings)}
+    if heads:
+        pairs["heads"] = (student.cls, teacher.cls)
     for name, (s_mod, t_mod) in pairs.items():
         s_sd, t_sd = s_mod.state_dict(), t_mod.state_dict()
         if s_sd.keys() == t_sd.keys() and all(s_sd[k].shape == t_sd[k].shape for k in s_sd):
@@ -257,31 +349,61 @@ def copy_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForP
 
 
 class DistillTask:
-    """What ``fit`` trains: the module, its parameter groups and the per-stage export."""
+    """What ``fit`` trains: the module, its parameter groups, the per-stage export and (for sentence encoders)
+    the periodic STS-B score."""
 
-    def __init__(self, module: DistillModule) -> None:
-        self.module = module
+    def __init__(self, module: DistillModule, export: str = "pretraining", tokenizer_dir: str | None = None,
+                 pooling: str = "mean", sts: StsPairs | None = None) -> None:
+        if export not in EXPORTS:
+            raise ValueError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
+        self.module, self.export_kind, self.sts = module, export, sts
+        self.tokenizer = _tokenizer(tokenizer_dir)
+        limit = module.student.config.max_position_embeddings
+        self.pooling = PoolingConfig(pooling=pooling, max_seq_length=min(256, limit))
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         return self.module.param_groups()
 
+    def encoder(self) -> SentenceEncoder:
+        return SentenceEncoder(self.module.student.mobilebert, self.tokenizer, self.pooling)
+
     def export(self, stage: Stage, out_dir: Path) -> None:
-        export_pretrained(self.module.student, out_dir)
+        if self.export_kind == "encoder":
+            self.encoder().save_pretrained(out_dir)  # MobileBertModel + tokenizer + pooling files
+            self.module.student.train()
+        else:
+            export_pretrained(self.module.student, out_dir, self.tokenizer)
+
+    def evaluate(self) -> dict[str, float]:
+        """STS-B Spearman x100 of the student's current embeddings (empty without ``eval_sts``)."""
+        if self.sts is None:
+            return {}
+        was = self.module.student.training
+        try:
+            return {"eval/sts_spearman": sts_score(self.encoder(), self.sts)}
+        finally:
+            self.module.student.train(was)
 
 
-def export_pretrained(model: nn.Module, out_dir: Path) -> None:
-    """A from_pretrained-loadable directory: weights, config and (when available) the tokenizer."""
+EXPORTS = ("pretraining", "encoder")
+
+
+def _tokenizer(folder: str | None) -> MobileBertTokenizer:
+    """The teacher's tokenizer (the student reads the same ids), else the bundled vocab."""
+    if folder and any((Path(folder) / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
+        return MobileBertTokenizer.from_pretrained(folder)
+    return MobileBertTokenizer.default()
+
+
+def export_pretrained(model: nn.Module, out_dir: Path, tokenizer: MobileBertTokenizer | None = None) -> None:
+    """A from_pretrained-loadable directory: weights, config and the tokenizer (the bundled one by default)."""
     model.save_pretrained(out_dir)
-    try:
-        from ..tokenizer import MobileBertTokenizer
-    except ImportError:  # tokenizer module not present in this build
-        return
-    MobileBertTokenizer.default().save_pretrained(out_dir)
+    (tokenizer or MobileBertTokenizer.default()).save_pretrained(out_dir)
 
 
 # ----------------------------------------------------------------------------- data
 def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d: Dist,
-                        model_config: MobileBertConfig | None = None) -> Callable[[int], Loader]:
+                        model_config: MobileBertConfig | None = None, trim: bool = False) -> Callable[[int], Loader]:
     """``epoch -> loader`` over a prepared pre-training directory (this rank's share). The loader is endless
     and reshuffles per epoch itself, so ``epoch`` stays 0; its cursor resumes exactly."""
     from ..data.pretraining import PretrainingDataset
@@ -289,7 +411,7 @@ def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d:
     ds = PretrainingDataset(data_dir, rank=d.rank, world_size=d.world)
     if model_config is not None:
         ds.check_model(model_config)  # sequence length vs max_position_embeddings, vocabulary size
-    return lambda epoch: ds.loader(per_rank_batch, shuffle=True, seed=seed + epoch, drop_last=True)
+    return lambda epoch: ds.loader(per_rank_batch, shuffle=True, seed=seed + epoch, drop_last=True, trim=trim)
 
 
 def check_data(path: str | None, what: str = "data") -> Path:
@@ -321,25 +443,33 @@ def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
         if not cfg.teacher:
             raise ValueError(f"strategy {cfg.strategy} needs a teacher (teacher=DIR, a from_pretrained directory)")
         teacher = MobileBertForPreTraining.from_pretrained(cfg.teacher)
+        headless = has_untrained_heads(teacher)
+        check_headless(cfg, headless)
         tmap = TransferMap.build(teacher.config, student.config, cfg.layer_map)
         for note in tmap.notes:
             log.info("teacher -> student: %s", note)
         if cfg.copy_from_teacher:
-            copied = copy_from_teacher(student, teacher)
+            copied = copy_from_teacher(student, teacher, heads=not headless)
             log.info("copied from the teacher (frozen during transfer): %s", ", ".join(copied) or "nothing (shapes differ)")
+        for note in init_from_teacher(student, teacher, cfg.init_from_teacher):
+            log.info("initialised from the teacher: %s", note)
         if cfg.teacher_bf16:
             teacher = teacher.to(torch.bfloat16)
     stages = build_schedule(cfg.strategy, student.config.num_hidden_layers, cfg.transfer_steps, cfg.distill_steps,
                             lower_layers=cfg.lower_layers, lower_lr=cfg.lower_lr, copied_groups=tuple(copied),
                             transfer_weights=cfg.transfer_weights, warmup_fraction=cfg.warmup_fraction)
+    uses_mlm = any(st.terms.get(k) for st in stages for k in ("mlm", "mlm_kd"))
+    clean = (not uses_mlm) if cfg.clean_inputs is None else cfg.clean_inputs
     return DistillModule(student, teacher, tmap, cfg.alpha, cfg.temperature, cfg.teacher_chunk,
-                         cfg.recompute), stages
+                         cfg.recompute, clean), stages
 
 
 def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int], Loader] | None = None
             ) -> dict[str, Any]:
     """Run a whole distillation; returns fit's summary (exports per stage, final step, last loss terms)."""
     cfg.train.validate()
+    if cfg.export not in ("auto", *EXPORTS):
+        raise ValueError(f"export must be auto, {' or '.join(EXPORTS)}; got {cfg.export!r}")
     d = init_distributed()
     if make_loader is None:
         data = check_data(cfg.data)
@@ -347,10 +477,16 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
     module, stages = setup(cfg)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
-        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, module.student.config)
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, module.student.config,
+                                          trim=cfg.trim_padding)
+    export = cfg.export
+    if export == "auto":
+        export = "encoder" if module.teacher is not None and has_untrained_heads(module.teacher) else "pretraining"
+    sts = read_sts(cfg.eval_sts) if cfg.eval_sts else None
+    task = DistillTask(module, export, cfg.teacher, cfg.pooling, sts)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
-    return fit(DistillTask(module), stages, make_loader, cfg.train, resume=resume, d=d)
+    return fit(task, stages, make_loader, cfg.train, resume=resume, d=d)
 
 
 @torch.no_grad()

@@ -61,6 +61,7 @@ class TrainConfig:
     save_every: int = 0  # checkpoint every N optimizer steps (0: only at stage ends)
     keep_last: int = 3
     log_every: int = 10
+    eval_every: int = 0  # call the task's evaluate() every N optimizer steps and at each stage end (0: never)
     seed: int = 0
     tensorboard: bool = True
     progress: bool = True
@@ -206,6 +207,18 @@ def _check_finite(terms: dict[str, Tensor], step: int, last_ckpt: Path | None) -
                                      f"{last_ckpt or 'none'}")
 
 
+def _evaluate(task: Task, logger: MetricsLogger | None, step: int, d: Dist) -> None:
+    """The task's own metrics (e.g. STS-B of a sentence encoder), on rank 0 only, logged at ``step``."""
+    evaluate = getattr(task, "evaluate", None)
+    if evaluate is not None and d.main:
+        metrics = evaluate()
+        if metrics:
+            logger.log(step, **metrics)
+            log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    if d.world > 1:
+        dist.barrier()
+
+
 # ----------------------------------------------------------------------------- the loop
 def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], cfg: TrainConfig,
         resume: bool = False, d: Dist | None = None) -> dict[str, Any]:
@@ -331,6 +344,8 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
                                grad_norm=float(grad_norm), samples_per_s=rate, memory_mb=_memory_mb(d.device), **lrs)
                     bar.set_postfix(loss=f"{total:.4g}", samples_s=f"{rate:.1f}")
             bar.update(1)
+            if cfg.eval_every and (global_step % cfg.eval_every == 0 or done):
+                _evaluate(task, logger, global_step, d)
             # -- checkpoint
             if cfg.save_every and global_step % cfg.save_every == 0 and not done:
                 last_ckpt = checkpoint(si, stage_step + 1, optimizer)
