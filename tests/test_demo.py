@@ -1,4 +1,5 @@
-"""`mobilebert demo --fast` end to end: every artefact exists and loads, and the report shows the metrics files' numbers."""
+"""`mobilebert demo --fast` end to end (the real MiniLM teacher, and the paper's IB-BERT recipe): every artefact
+exists and loads, and the report shows the metrics files' numbers; the README's commands run as written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mobilebert import MobileBertForPreTraining, MobileBertForSequenceClassification
+from mobilebert import MobileBertForPreTraining, MobileBertForSequenceClassification, MobileBertModel
 from mobilebert.cli import main
 from mobilebert.train.metrics import read_metrics
 
@@ -23,40 +24,64 @@ def demo_dir(tmp_path_factory) -> Path:
 
 def test_every_stage_checkpoint_loads(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
+    assert results["recipe"] == "minilm"
     ids = torch.tensor([[101, 2023, 3185, 2003, 2307, 102]])
-    for name in ("teacher", "student", "baseline"):
-        model = MobileBertForPreTraining.from_pretrained(results["checkpoints"][name])
-        assert model.loading_info["missing_keys"] == []
+    student = MobileBertModel.from_pretrained(results["checkpoints"]["student"])  # an encoder: no heads
+    assert student.loading_info == {"missing_keys": [], "unexpected_keys": []}
+    baseline = MobileBertForPreTraining.from_pretrained(results["checkpoints"]["baseline"])
+    assert baseline.loading_info["missing_keys"] == []
+    for name in ("student", "baseline"):
         assert (Path(results["checkpoints"][name]) / "vocab.txt").is_file()  # tokenizer beside the weights
         clf = MobileBertForSequenceClassification.from_pretrained(results["checkpoints"][f"{name}-sst2"])
         assert clf.loading_info["missing_keys"] == [] and clf(ids).logits.shape == (1, 2)
     assert (Path(results["checkpoints"]["student-onnx"]) / "model.int8.onnx").is_file()
 
 
-def test_student_is_a_mobilebert_and_teacher_an_ib_bert(demo_dir):
+def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
-    student = MobileBertForPreTraining.from_pretrained(results["checkpoints"]["student"]).config
-    teacher = MobileBertForPreTraining.from_pretrained(results["checkpoints"]["teacher"]).config
-    assert student.normalization_type == "no_norm" and student.intra_bottleneck_size < student.hidden_size
-    assert teacher.normalization_type == "layer_norm" and teacher.intra_bottleneck_size > teacher.hidden_size
-    assert student.hidden_size == teacher.hidden_size
+    student = MobileBertModel.from_pretrained(results["checkpoints"]["student"]).config
+    teacher = MobileBertModel.from_pretrained(results["checkpoints"]["teacher"]).config
+    assert student.normalization_type == "no_norm" and student.trigram_input
+    assert student.intra_bottleneck_size < student.hidden_size and student.num_feedforward_networks > 1
+    assert teacher.model_type == "bert" and teacher.hidden_size == student.hidden_size == 384
+    assert results["params"]["student"] <= results["params"]["teacher"] / 3
+
+
+def test_demo_student_matches_the_shipped_recipe():
+    from mobilebert.recipes.demo import STUDENT
+    from mobilebert.recipes.distill import DistillConfig, load_config
+
+    assert load_config(DistillConfig, REPO / "configs" / "distill_minilm.yaml").student == STUDENT
 
 
 def test_report_numbers_come_from_the_metrics_files(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
     report = (demo_dir / "report.md").read_text()
-    for name in ("teacher", "student", "baseline"):
+    for name in ("student", "baseline"):
         finetune = json.loads((demo_dir / "finetune" / name / "results.json").read_text())
         acc = 100 * finetune["summary"]["dev"]["accuracy"]["mean"]
         assert results["sst2_dev_accuracy"][name] == pytest.approx(acc)
         row = re.search(rf"^\| {name} \|.*$", report, re.M).group(0)
-        assert f"{acc:.4g}" in row
-    # The distillation run's metrics hold a feature-map loss for every student layer.
+        assert f"{acc:.4g}" in row and f"{results['sts_sample_spearman'][name]:.4g}" in row
+    # Both runs log the STS-B sample score as they train (the learning curve); the distillation every layer's
+    # feature-map loss and the sentence-embedding term.
+    for run in ("student", "baseline"):
+        assert [r["eval/sts_spearman"] for r in read_metrics(demo_dir / run / "metrics.jsonl")
+                if "eval/sts_spearman" in r]
     keys = {k for r in read_metrics(demo_dir / "student" / "metrics.jsonl") for k in r}
-    assert {f"loss/fmt/layer.{i}" for i in range(4)} <= keys
-    for png in ("loss.png", "fmt_per_layer.png", "accuracy.png", "latency_size.png"):
+    assert {f"loss/fmt/layer.{i}" for i in range(6)} | {"loss/emb"} <= keys
+    for png in ("sts_curve.png", "loss.png", "sts.png", "accuracy.png", "latency_size.png"):
         assert (demo_dir / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in report
+
+
+def test_the_paper_recipe_stays_available(tmp_path):
+    assert main(["demo", "--fast", "--recipe", "ib-bert", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["recipe"] == "ib-bert"
+    teacher = MobileBertForPreTraining.from_pretrained(results["checkpoints"]["teacher"]).config
+    assert teacher.normalization_type == "layer_norm" and teacher.intra_bottleneck_size > teacher.hidden_size
+    assert (tmp_path / "report.md").is_file()
 
 
 # ----------------------------------------------------------------------------- the documented commands
@@ -109,7 +134,7 @@ def test_every_documented_command_parses():
 def test_readme_commands_run_as_written(demo_dir, tmp_path, monkeypatch):
     """The quick README commands and Python snippets, in order, from a folder laid out like the repository
     after `make demo` (demo_out is the fast demo's output)."""
-    for name in ("src", "configs"):
+    for name in ("src", "configs", "models"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "demo_out").symlink_to(demo_dir)
     monkeypatch.chdir(tmp_path)

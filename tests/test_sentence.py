@@ -93,3 +93,18 @@ def test_minilm_sts_on_the_bundled_sample():
     """all-MiniLM-L6-v2 scores 85.77 on the bundled 300 STS-B dev pairs (86.72 on all 1,500)."""
     score = sts_score(SentenceEncoder.from_pretrained(minilm_dir()), read_sts())
     assert score == pytest.approx(85.77, abs=0.05)
+
+
+def test_fp16_weights_load_as_fp32_here_and_in_transformers(encoder, tmp_path):
+    encoder.save_pretrained(tmp_path, dtype=torch.float16)
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(tmp_path / "model.safetensors").values()} == {torch.float16}
+    back = SentenceEncoder.from_pretrained(tmp_path)
+    assert {p.dtype for p in back.model.parameters()} == {torch.float32}
+    rounded = {k: v.half().float() for k, v in encoder.model.state_dict().items()}
+    for k, v in back.model.state_dict().items():
+        torch.testing.assert_close(v, rounded[k])
+    transformers = pytest.importorskip("transformers")
+    ref = transformers.MobileBertModel.from_pretrained(str(tmp_path))
+    assert {p.dtype for p in ref.parameters()} == {torch.float32}

@@ -223,8 +223,10 @@ def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """config.json + model.safetensors, each written to a temp file and renamed into place."""
+def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    """config.json + model.safetensors, each written to a temp file and renamed into place. ``dtype`` (e.g.
+    float16, to halve a shipped file) casts the stored floating-point weights; config.json then still says
+    ``dtype: float32``, so both our loader and transformers build fp32 models from them."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config: MobileBertConfig = model.config
@@ -233,8 +235,12 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> None:
         arch = arch.replace("MobileBert", "Bert")
     cfg = config.to_dict()
     cfg["architectures"] = [arch]
+    state = to_hf_state_dict(model)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        cfg["dtype"] = "float32"
     with atomic_path(path / "model.safetensors") as tmp:
-        save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
+        save_file(state, str(tmp), metadata={"format": "pt"})
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

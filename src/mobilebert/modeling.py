@@ -305,11 +305,11 @@ class MobileBertPreTrainedModel(nn.Module):
 
         return load_pretrained(cls, path, **config_overrides)
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors that transformers loads."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write config.json + model.safetensors that transformers loads (``dtype``: store weights cast)."""
         from .checkpoint import save_pretrained
 
-        save_pretrained(self, path)
+        save_pretrained(self, path, dtype)
 
 
 def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:

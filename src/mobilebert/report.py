@@ -70,16 +70,49 @@ def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt") -> Path |
     return _save(fig, out_png)
 
 
-def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str) -> Path | None:
+def plot_curves(runs: dict[str, Path], out_png: Path, key: str, ylabel: str,
+                reference: tuple[str, float] | None = None) -> Path | None:
+    """One evaluation metric (``key``) against step per run, on a linear axis; ``reference`` adds a labelled
+    horizontal line (e.g. the teacher's score)."""
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = 0
+    for name, path in runs.items():
+        recs = [r for r in read_metrics(path) if isinstance(r.get(key), (int, float))]
+        if recs:
+            ax.plot([r["step"] for r in recs], [r[key] for r in recs], marker="o", markersize=3, label=name)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    if reference is not None:
+        ax.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=f"{reference[0]} ({reference[1]:.1f})")
+    ax.set(xlabel="step", ylabel=ylabel, title=f"{ylabel} during training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out_png)
+
+
+def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, zoom: bool = False) -> Path | None:
+    """One bar per entry, each labelled with its value; ``zoom`` starts the axis just below the smallest value
+    so that differences of a point are visible (the axis then does not start at 0, which the title says)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(values)), 3.5))
     names = list(values)
-    bars = ax.bar(names, [values[n] for n in names], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"]
+    bars = ax.bar(names, [values[n] for n in names], color=[colours[i % len(colours)] for i in range(len(names))])
     for b, n in zip(bars, names, strict=True):
         ax.annotate(f"{values[n]:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom")
+    if zoom and values:
+        lo, hi = min(values.values()), max(values.values())
+        ax.set_ylim(max(0.0, lo - max(2.0, 0.25 * (hi - lo))), hi + max(1.0, 0.1 * (hi - lo)))
+        title += " (axis zoomed)"
     ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", labelsize=8, rotation=15)
     return _save(fig, out_png)
 
 
@@ -113,6 +146,32 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+class StageTimes(dict):
+    """Seconds per pipeline stage, for the report's "time per stage" table: ``mark(name)`` closes a stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import time
+
+        self._clock = time.perf_counter
+        self._t0 = self._clock()
+
+    def mark(self, name: str) -> None:
+        self[name] = round(self._clock() - self._t0 - sum(self.values()), 1)
+        log.info("demo: %s done (%.0f s)", name, self[name])
+
+
+def run_sections(out: Path, results: dict[str, Any], images: dict[str, Path | None]) -> list[tuple[str, str]]:
+    """The sections every demo report ends with: latency table, plots, time per stage, checkpoints."""
+    return [
+        ("Latency and size (batch 1, seq 128, 2 threads)",
+         markdown_table(results["latency"], ["name", "latency_ms", "p90_ms", "size_mb"])),
+        ("Plots", "\n\n".join(f"![{k}]({p.relative_to(out)})" for k, p in images.items() if p is not None)),
+        ("Time per stage (s)", markdown_table([results["timings_s"]], list(results["timings_s"]))),
+        ("Checkpoints", "\n".join(f"- {k}: `{v}`" for k, v in results["checkpoints"].items())),
+    ]
 
 
 def write_report(path: Path, title: str, sections: list[tuple[str, str]]) -> Path:

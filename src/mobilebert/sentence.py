@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
+from .config import MobileBertConfig
 from .data.sts import StsPairs, cosine_similarities, spearman_x100
 from .modeling import MobileBertModel
 from .tokenizer import MobileBertTokenizer
@@ -82,13 +83,15 @@ class SentenceEncoder:
     """One vector per text: the encoder's last hidden states pooled over real tokens."""
 
     def __init__(self, model: MobileBertModel, tokenizer: MobileBertTokenizer,
-                 pooling: PoolingConfig | None = None) -> None:
-        self.model = model.eval()
+                 pooling: PoolingConfig | None = None, config: MobileBertConfig | None = None) -> None:
+        """``model`` is a MobileBertModel, or anything called like one (an ``OnnxModel``, with its ``config``)."""
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
+        self.config = config or model.config
         self.tokenizer = tokenizer
         self.pooling = pooling or PoolingConfig()
         if self.pooling.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling.pooling!r}")
-        limit = model.config.max_position_embeddings
+        limit = self.config.max_position_embeddings
         if self.pooling.max_seq_length > limit:
             raise ValueError(f"max_seq_length {self.pooling.max_seq_length} exceeds the model's {limit} positions")
 
@@ -106,15 +109,28 @@ class SentenceEncoder:
                 setattr(cfg, k, v)
         return cls(model, MobileBertTokenizer.from_pretrained(folder), cfg)
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
+    @classmethod
+    def from_onnx(cls, onnx_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, int8: bool = False,
+                  threads: int | None = None) -> SentenceEncoder:
+        """The same encoder run by ONNX Runtime from a ``mobilebert export`` folder of ``checkpoint_dir``, whose
+        tokenizer and pooling files it uses."""
+        from .deploy.onnx import OnnxModel
+
+        folder = Path(checkpoint_dir)
+        config = MobileBertConfig.from_json(folder / "config.json")
+        return cls(OnnxModel(onnx_dir, threads=threads, int8=int8), MobileBertTokenizer.from_pretrained(folder),
+                   PoolingConfig.read(folder), config)
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Encoder (weights stored as ``dtype`` when given, e.g. float16 to ship), tokenizer and pooling files."""
         folder = Path(path)
-        self.model.save_pretrained(folder)
+        self.model.save_pretrained(folder, dtype)
         self.tokenizer.save_pretrained(folder)
-        self.pooling.write(folder, self.model.config.hidden_size)
+        self.pooling.write(folder, self.config.hidden_size)
 
     @property
     def dim(self) -> int:
-        return self.model.config.hidden_size
+        return self.config.hidden_size
 
     @torch.inference_mode()
     def encode(self, texts: list[str] | str, batch_size: int = 32, normalize: bool | None = None,
@@ -127,7 +143,7 @@ class SentenceEncoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         normalize = self.pooling.normalize if normalize is None else normalize
-        device = next(self.model.parameters()).device
+        device = next(self.model.parameters()).device if isinstance(self.model, torch.nn.Module) else "cpu"
         lengths = [len(t) for t in texts]
         order = np.argsort(lengths, kind="stable")[::-1]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

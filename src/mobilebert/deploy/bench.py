@@ -184,23 +184,37 @@ def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads:
 # ----------------------------------------------------------------------------- the grid
 def run_bench(model: nn.Module, cfg: BenchConfig | None = None, progress: bool = True) -> BenchResult:
     """Time every backend on every grid point (interleaved), plus GEMM rates and sizes."""
+    return compare_models({"model": model}, cfg, progress)["model"]
+
+
+def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None, progress: bool = True
+                   ) -> dict[str, BenchResult]:
+    """``run_bench`` for several models at once, every (model, backend) pair interleaved in one loop on the same
+    inputs, so that ratios between models (a student against its teacher) are measured under the same load."""
     cfg = cfg or BenchConfig()
-    enc = model if isinstance(model, MobileBertModel) else model.mobilebert
-    res = BenchResult(machine={"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                               "cores": str(os.cpu_count())})
+    encs = {k: (m if isinstance(m, MobileBertModel) else m.mobilebert) for k, m in models.items()}
+    machine = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+               "cores": str(os.cpu_count())}
+    results = {k: BenchResult(machine=dict(machine)) for k in models}
+    vocab = min(e.config.vocab_size for e in encs.values())
+    positions = min(e.config.max_position_embeddings for e in encs.values())
     saved_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="mobilebert-bench-") as d:
-        runs, res.sizes_mb, res.skipped = build_backends(model, cfg.backends, Path(d), cfg.threads)
-        points = [(t, b, s) for t in cfg.threads for b in cfg.batches for s in cfg.seqs
-                  if s <= enc.config.max_position_embeddings]
-        for s in cfg.seqs:
-            res.flops_per_seq[s] = model_flops(enc, s)
+        runs: dict[tuple[str, str], dict[int, Callable]] = {}
+        for k, m in models.items():
+            (Path(d) / k).mkdir()
+            model_runs, results[k].sizes_mb, results[k].skipped = build_backends(m, cfg.backends, Path(d) / k,
+                                                                                 cfg.threads)
+            runs.update({(k, n): fns for n, fns in model_runs.items()})
+            for s_ in cfg.seqs:
+                results[k].flops_per_seq[s_] = model_flops(encs[k], s_)
+        points = [(t, b, s) for t in cfg.threads for b in cfg.batches for s in cfg.seqs if s <= positions]
         bar = tqdm(points, desc="bench", disable=not progress)
         for t, b, s in bar:
             torch.set_num_threads(t)
-            ids = torch.randint(1, enc.config.vocab_size, (b, s))
+            ids = torch.randint(1, vocab, (b, s))
             mask = torch.ones_like(ids)
-            times: dict[str, list[float]] = {n: [] for n in runs}
+            times: dict[tuple[str, str], list[float]] = {n: [] for n in runs}
             with torch.inference_mode():
                 for fns in runs.values():
                     for _ in range(2):
@@ -211,16 +225,19 @@ def run_bench(model: nn.Module, cfg: BenchConfig | None = None, progress: bool =
                         start = time.perf_counter()
                         fns[t](input_ids=ids, attention_mask=mask)
                         times[n].append((time.perf_counter() - start) * 1e3)
-            for n, ts in times.items():
+            for (k, n), ts in times.items():
                 ts.sort()
-                res.rows.append({"backend": n, "threads": t, "batch": b, "seq": s,
-                                 "median_ms": statistics.median(ts), "p90_ms": ts[min(len(ts) - 1, int(0.9 * len(ts)))]})
+                results[k].rows.append({"backend": n, "threads": t, "batch": b, "seq": s,
+                                        "median_ms": statistics.median(ts),
+                                        "p90_ms": ts[min(len(ts) - 1, int(0.9 * len(ts)))]})
         for t in cfg.threads:
             for kind in ("fp32", "bf16", "int8"):
                 time.sleep(SETTLE_S)
-                res.gemm_gflops[f"{kind}@{t}t"] = gemm_rate(kind, t)
+                rate = gemm_rate(kind, t)
+                for r in results.values():
+                    r.gemm_gflops[f"{kind}@{t}t"] = rate
     torch.set_num_threads(saved_threads)
-    return res
+    return results
 
 
 # ----------------------------------------------------------------------------- reporting

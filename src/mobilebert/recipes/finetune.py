@@ -488,3 +488,22 @@ def load_finetune_config(path: str | Path) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"{path}: {key} must be a number, not {value!r}") from None
     return raw
+
+
+def onnx_glue_accuracy(onnx_dir: str | Path, finetuned_dir: str | Path, task: str, data_dir: str | Path,
+                       int8: bool, limit: int | None = None, split: str = "dev") -> float:
+    """Dev accuracy x100 of an ONNX export of a fine-tuned classifier, scored exactly as the PyTorch model is
+    (same tokenizer, sequence length and metric)."""
+    from ..deploy.onnx import OnnxModel
+
+    _, tokenizer, setup = load_finetuned(finetuned_dir, task)
+    examples = glue.read_glue(task, data_dir, split)[:limit]
+    enc = encode_glue(examples, tokenizer, setup.max_seq_length)
+    model = OnnxModel(onnx_dir, int8=int8)
+    outs: list = [None] * len(examples)
+    for ids, mask, types, chunk in batches(enc, list(range(len(examples))), 64, tokenizer.pad_token_id):
+        logits = model(ids, mask, types).logits
+        for r, i in enumerate(chunk):
+            outs[i] = logits[r].numpy()
+    metrics, _ = score_glue(glue.get_task(task), outs, [e.label for e in examples])
+    return 100 * metrics["accuracy"]
