@@ -63,12 +63,12 @@ def teacher_dir() -> Path:
 @dataclass
 class DemoSizes:
     seq: int = 64
-    steps: int = 240  # distillation steps; the baseline trains as many
+    steps: int = 200  # distillation steps; the baseline trains as many
     batch_size: int = 32
     lr: float = 1e-3
     eval_every: int = 40
-    finetune_epochs: int = 3
-    finetune_lr: float = 1e-4
+    finetune_epochs: int = 2
+    finetune_lr: float = 2e-4
     finetune_rows: int | None = None  # all 2,000 sample rows
     eval_rows: int | None = None  # all 872 dev rows
     bench_repeats: int = 20
