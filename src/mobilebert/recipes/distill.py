@@ -322,8 +322,7 @@ def init_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForP
             se.word_embeddings.weight.copy_(U[:, :E] * S[:E])
             pad = student.config.pad_token_id
             se.word_embeddings.weight[pad].zero_()  # padding_idx: stays zero, so padding never leaks in
-            blocks = 3 if student.config.trigram_input else 1
-            centre = 1 if blocks == 3 else 0  # the trigram concatenates [next, this, previous]
+            centre = 1 if student.config.trigram_input else 0  # the trigram concatenates [next, this, previous]
             proj.weight.zero_()
             proj.weight[:, centre * E:(centre + 1) * E] = Vh[:E].T
             proj.bias.zero_()
@@ -357,7 +356,7 @@ class DistillTask:
         if export not in EXPORTS:
             raise ValueError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
         self.module, self.export_kind, self.sts = module, export, sts
-        self.tokenizer = _tokenizer(tokenizer_dir)
+        self.tokenizer = MobileBertTokenizer.from_pretrained(tokenizer_dir)  # the teacher's, else the bundled
         limit = module.student.config.max_position_embeddings
         self.pooling = PoolingConfig(pooling=pooling, max_seq_length=min(256, limit))
 
@@ -388,11 +387,6 @@ class DistillTask:
 EXPORTS = ("pretraining", "encoder")
 
 
-def _tokenizer(folder: str | None) -> MobileBertTokenizer:
-    """The teacher's tokenizer (the student reads the same ids), else the bundled vocab."""
-    if folder and any((Path(folder) / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
-        return MobileBertTokenizer.from_pretrained(folder)
-    return MobileBertTokenizer.default()
 
 
 def export_pretrained(model: nn.Module, out_dir: Path, tokenizer: MobileBertTokenizer | None = None) -> None:
