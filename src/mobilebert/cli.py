@@ -141,7 +141,9 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
     p = _parser(sub, "finetune", "Fine-tune a checkpoint on a GLUE task or SQuAD; keep the best epoch per seed.",
                 "mobilebert finetune --task sst2 --data ../shared/data/glue --model CKPT --out runs/sst2 "
                 "--seeds 1,2,3\n  mobilebert finetune --config configs/finetune_squad.yaml --task squad "
-                "--data squad/ --model CKPT --out runs/squad")
+                "--data squad/ --model CKPT --out runs/squad\n"
+                "  mobilebert finetune --task sst2 --data ../shared/data/glue --model STUDENT --teacher "
+                "runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 --dropout 0 --out runs/sst2-kd")
     p.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, "
                    "squad, squad2")
     p.add_argument("--data", required=True, help="GLUE root (or task folder), or the folder with SQuAD's JSON")
@@ -162,6 +164,12 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--max-answer-length", type=int)
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--source", choices=["tsv", "datasets"], help="GLUE from TSV files or the datasets library")
+    p.add_argument("--dropout", type=float, help="override hidden, attention and classifier dropout (e.g. 0.0)")
+    p.add_argument("--teacher", help="task-specific distillation: a model already fine-tuned on this task, with "
+                   "the student's vocabulary (its outputs on the training set are computed once)")
+    p.add_argument("--kd-alpha", type=float, help="weight of the label loss; 1 - alpha goes to the teacher "
+                   "(default 0.5)")
+    p.add_argument("--kd-temperature", type=float, help="softmax temperature of the teacher term (default 1)")
 
     def run(a: argparse.Namespace) -> int:
         from .recipes.finetune import finetune, format_summary, load_finetune_config
@@ -169,7 +177,7 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
         kw = load_finetune_config(a.config) if a.config else {}
         for name in ("lr", "batch_size", "epochs", "max_seq_length", "warmup", "weight_decay",
                      "max_train_examples", "max_eval_examples", "doc_stride", "max_query_length",
-                     "max_answer_length", "source"):
+                     "max_answer_length", "source", "dropout", "teacher", "kd_alpha", "kd_temperature"):
             if getattr(a, name) is not None:
                 kw[name] = getattr(a, name)
         if a.seeds:

@@ -157,6 +157,80 @@ def mlm_loss(logits: Tensor, labels: Tensor, n_masked: float | Tensor | None = N
     return ce / (labels.numel() if n_masked is None else n_masked)
 
 
+# ----------------------------------------------------------------------------- task-specific distillation
+def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
+            mask: Tensor | None = None) -> Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)) summed over rows (Hinton et al. 2015).
+
+    student_logits, teacher_logits: (N, C); ``mask`` (N, C) marks the classes that exist (SQuAD: the real
+    tokens of each window); the rest get zero probability on both sides. The T^2 keeps the gradient's scale
+    independent of T. Returns the sum over the N rows (callers divide)."""
+    s = student_logits.float() / temperature
+    t = teacher_logits.detach().float() / temperature
+    if mask is not None:
+        s = s.masked_fill(~mask, torch.finfo(torch.float32).min)
+        t = t.masked_fill(~mask, torch.finfo(torch.float32).min)
+    t_logp, s_logp = t.log_softmax(-1), s.log_softmax(-1)
+    kl = t_logp.exp() * (t_logp - s_logp)
+    if mask is not None:
+        kl = torch.where(mask, kl, 0.0)
+    return kl.sum() * temperature ** 2
+
+
+def classification_distillation_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor,
+                                     alpha: float = 0.5, temperature: float = 1.0,
+                                     n_sequences: float | Tensor | None = None) -> Tensor:
+    """``alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))``.
+
+    student_logits, teacher_logits: (B, C); labels: (B,). Mean over the batch (or sum / ``n_sequences``).
+    With ``alpha == 1`` (or no teacher) this is exactly the model's own cross-entropy."""
+    if n_sequences is None:
+        ce = F.cross_entropy(student_logits, labels.view(-1))
+    else:
+        ce = F.cross_entropy(student_logits, labels.view(-1), reduction="sum") / n_sequences
+    if teacher_logits is None or alpha == 1.0:
+        return ce
+    kd = soft_kl(student_logits, teacher_logits, temperature) / (labels.numel() if n_sequences is None else n_sequences)
+    return alpha * ce + (1.0 - alpha) * kd
+
+
+def regression_distillation_loss(student: Tensor, teacher: Tensor | None, labels: Tensor, alpha: float = 0.5,
+                                 n_sequences: float | Tensor | None = None) -> Tensor:
+    """MSE to ``alpha * label + (1 - alpha) * teacher``; student, teacher: (B, 1) or (B,), labels: (B,).
+    With ``alpha == 1`` (or no teacher) this is exactly the model's own MSE."""
+    s = student.view(-1)
+    target = labels.to(s.dtype).view(-1)
+    if teacher is not None and alpha != 1.0:
+        target = alpha * target + (1.0 - alpha) * teacher.detach().to(s.dtype).view(-1)
+    if n_sequences is None:
+        return F.mse_loss(s, target)
+    return F.mse_loss(s, target, reduction="sum") / n_sequences
+
+
+def span_distillation_loss(start_logits: Tensor, end_logits: Tensor, teacher_start: Tensor | None,
+                           teacher_end: Tensor | None, start_positions: Tensor, end_positions: Tensor,
+                           attention_mask: Tensor | None = None, alpha: float = 0.5, temperature: float = 1.0,
+                           n_sequences: float | Tensor | None = None) -> Tensor:
+    """SQuAD: the classification loss on start and end logits, averaged over the two.
+
+    start_logits, end_logits, teacher_*: (B, T); positions: (B,), positions outside the window ignored as
+    in the model's own loss. The KL runs over real tokens only (``attention_mask``), since the cached teacher
+    logits end where each window ends. With ``alpha == 1`` this is exactly the model's own loss."""
+    T = start_logits.shape[1]
+    s_pos, e_pos = start_positions.view(-1).clamp(0, T), end_positions.view(-1).clamp(0, T)
+    if n_sequences is None:
+        ce = (F.cross_entropy(start_logits, s_pos, ignore_index=T) + F.cross_entropy(end_logits, e_pos, ignore_index=T)) / 2
+    else:
+        ce = (F.cross_entropy(start_logits, s_pos, ignore_index=T, reduction="sum")
+              + F.cross_entropy(end_logits, e_pos, ignore_index=T, reduction="sum")) / (2 * n_sequences)
+    if teacher_start is None or teacher_end is None or alpha == 1.0:
+        return ce
+    mask = None if attention_mask is None else attention_mask.bool()
+    kd = (soft_kl(start_logits, teacher_start, temperature, mask)
+          + soft_kl(end_logits, teacher_end, temperature, mask)) / 2
+    return alpha * ce + (1.0 - alpha) * kd / (start_logits.shape[0] if n_sequences is None else n_sequences)
+
+
 # ----------------------------------------------------------------------------- teacher -> student map
 class MappingError(ValueError):
     """A teacher and a student that cannot be mapped onto each other."""

@@ -29,6 +29,11 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
 from ..data import glue, squad
+from ..distill.losses import (
+    classification_distillation_loss,
+    regression_distillation_loss,
+    span_distillation_loss,
+)
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
 from ..train.metrics import MetricsLogger
@@ -69,23 +74,35 @@ def task_name(task: str) -> str:
 
 
 # ----------------------------------------------------------------------------- model
-def load_model(setup: TaskSetup, model_dir: str | Path, random_init: bool = False) -> nn.Module:
+def dropout_overrides(dropout: float | None) -> dict[str, float]:
+    """Config fields that set hidden, attention and classifier dropout to ``dropout`` (None: keep the saved)."""
+    if dropout is None:
+        return {}
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {dropout}")
+    return {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout, "classifier_dropout": dropout}
+
+
+def load_model(setup: TaskSetup, model_dir: str | Path, random_init: bool = False,
+               dropout: float | None = None) -> nn.Module:
     """The task model from any checkpoint ``from_pretrained`` reads (ours, HF MobileBERT, HF BERT).
 
     The classifier head is kept only when the checkpoint was fine-tuned on the same label set; otherwise it
     is initialised fresh (a pre-training checkpoint, or another task). ``random_init`` builds the same
-    architecture with fresh weights: the baseline that shows what pre-training is worth."""
+    architecture with fresh weights: the baseline that shows what pre-training is worth. ``dropout``
+    overrides every dropout probability of the saved config (and is saved with the fine-tuned model)."""
+    over = dropout_overrides(dropout)
     if setup.is_squad:
         if random_init:
-            return MobileBertForQuestionAnswering(MobileBertConfig.from_json(model_dir))
-        return MobileBertForQuestionAnswering.from_pretrained(model_dir)
+            return MobileBertForQuestionAnswering(MobileBertConfig.from_json(model_dir, **over))
+        return MobileBertForQuestionAnswering.from_pretrained(model_dir, **over)
     task = glue.get_task(setup.task)
     id2label = {i: name for i, name in enumerate(task.labels or ("score",))}
-    saved = MobileBertConfig.from_json(model_dir)
+    saved = MobileBertConfig.from_json(model_dir, **over)
     if random_init:
         return MobileBertForSequenceClassification(saved.replace(num_labels=task.num_labels, id2label=id2label))
     model = MobileBertForSequenceClassification.from_pretrained(
-        model_dir, num_labels=saved.num_labels, id2label=saved.id2label)
+        model_dir, num_labels=saved.num_labels, id2label=saved.id2label, **over)
     had_head = not any(k.startswith("classifier.") for k in model.loading_info["missing_keys"])
     if had_head and saved.id2label == id2label:
         log.info("%s: keeping the checkpoint's %s head", model_dir, setup.task)
@@ -112,6 +129,78 @@ def load_finetuned(model_dir: str | Path, task: str | None = None) -> tuple[nn.M
     else:
         raise ValueError(f"{model_dir}: no {META_FILE}; say which task the model is for (--task)")
     return load_model(setup, model_dir).eval(), MobileBertTokenizer.from_pretrained(model_dir), setup
+
+
+# ----------------------------------------------------------------------------- task-specific distillation
+def load_teacher(setup: TaskSetup, teacher_dir: str | Path, tokenizer: MobileBertTokenizer) -> nn.Module:
+    """A teacher already fine-tuned on ``setup.task`` (any architecture ``from_pretrained`` reads), in eval mode.
+
+    Refused (one line) when it was fine-tuned for another task, has no trained head for this one, tokenizes
+    differently from the student (the cached logits are per student token), or is shorter than the sequences."""
+    teacher_dir = Path(teacher_dir)
+    if not (teacher_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--teacher {teacher_dir}: not a checkpoint folder (no config.json)")
+    meta = teacher_dir / META_FILE
+    if meta.is_file():
+        trained_for = json.loads(meta.read_text(encoding="utf-8")).get("task")
+        if trained_for != setup.task:
+            raise ValueError(f"--teacher {teacher_dir}: fine-tuned for {trained_for}, not {setup.task}")
+    theirs = MobileBertTokenizer.from_pretrained(teacher_dir)
+    if theirs.vocab_sha256 != tokenizer.vocab_sha256 or theirs.lowercase != tokenizer.lowercase:
+        raise ValueError(f"--teacher {teacher_dir}: its tokenizer differs from the student's (vocabulary of "
+                         f"{theirs.vocab_size} vs {tokenizer.vocab_size} tokens, or casing); they must match")
+    saved = MobileBertConfig.from_json(teacher_dir)
+    if saved.max_position_embeddings < setup.max_seq_length:
+        raise ValueError(f"--teacher {teacher_dir}: reads at most {saved.max_position_embeddings} tokens, "
+                         f"less than max_seq_length {setup.max_seq_length}")
+    if setup.is_squad:
+        model, head = MobileBertForQuestionAnswering.from_pretrained(teacher_dir), "qa_outputs."
+    else:
+        task = glue.get_task(setup.task)
+        if saved.num_labels != task.num_labels:
+            raise ValueError(f"--teacher {teacher_dir}: has {saved.num_labels} output(s), {setup.task} needs "
+                             f"{task.num_labels}")
+        model = MobileBertForSequenceClassification.from_pretrained(
+            teacher_dir, num_labels=saved.num_labels, id2label=saved.id2label)
+        head = "classifier."
+    if any(k.startswith(head) for k in model.loading_info["missing_keys"]):
+        raise ValueError(f"--teacher {teacher_dir}: no trained {setup.task} head; fine-tune it on {setup.task} first")
+    return model.eval().requires_grad_(False)
+
+
+def teacher_logits(teacher: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0) -> list[torch.Tensor]:
+    """The teacher's outputs for every training row, computed once (eval mode, no grad) and kept in memory:
+    (C,) logits / a (1,) score per row, or (2, n) start/end logits over the row's n real tokens for SQuAD.
+    The student sees the same rows every epoch, so these never change."""
+    outs = run_model(teacher, enc, batch_size, pad_id, desc="teacher")
+    if isinstance(outs[0], tuple):
+        return [torch.from_numpy(np.stack([s[:len(ids)], e[:len(ids)]]))
+                for (s, e), ids in zip(outs, enc.input_ids, strict=True)]
+    return [torch.from_numpy(o) for o in outs]
+
+
+def teacher_batch(cached: Sequence[torch.Tensor], chunk: Sequence[int], width: int) -> torch.Tensor:
+    """(B, C) teacher logits for the rows of a batch, or (B, 2, width) span logits (zero past each row's end;
+    the loss masks those positions)."""
+    if cached[chunk[0]].ndim == 1:
+        return torch.stack([cached[i] for i in chunk])
+    out = torch.zeros(len(chunk), 2, width)
+    for r, i in enumerate(chunk):
+        out[r, :, :cached[i].shape[1]] = cached[i]
+    return out
+
+
+def task_loss(out: Any, targets: dict[str, torch.Tensor], teacher: torch.Tensor | None, mask: torch.Tensor,
+              regression: bool, alpha: float, temperature: float) -> torch.Tensor:
+    """The fine-tuning loss with a teacher's outputs mixed in (distill/losses.py); with ``alpha == 1`` exactly
+    the model's own loss."""
+    if "start_positions" in targets:
+        t_start, t_end = (None, None) if teacher is None else teacher.unbind(1)
+        return span_distillation_loss(out.start_logits, out.end_logits, t_start, t_end, targets["start_positions"],
+                                      targets["end_positions"], mask, alpha, temperature)
+    if regression:
+        return regression_distillation_loss(out.logits, teacher, targets["labels"], alpha)
+    return classification_distillation_loss(out.logits, teacher, targets["labels"], alpha, temperature)
 
 
 # ----------------------------------------------------------------------------- data -> batches
@@ -309,10 +398,15 @@ def load_train_data(setup: TaskSetup, data_dir: str | Path, tokenizer: MobileBer
 def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train: Encoded,
                    dev: dict[str, Any], tokenizer: MobileBertTokenizer, *, seed: int, lr: float,
                    batch_size: int, epochs: int, warmup: float, weight_decay: float, max_grad_norm: float,
-                   eval_batch_size: int, random_init: bool, log_every: int, device: str) -> dict[str, Any]:
-    """One fine-tuning run; the best epoch (first dev split's score) is saved to ``out_dir/best``."""
+                   eval_batch_size: int, random_init: bool, log_every: int, device: str,
+                   teacher: Sequence[torch.Tensor] | None = None, kd_alpha: float = 0.5,
+                   kd_temperature: float = 1.0, dropout: float | None = None) -> dict[str, Any]:
+    """One fine-tuning run; the best epoch (first dev split's score) is saved to ``out_dir/best``.
+
+    ``teacher``: cached teacher outputs per training row (``teacher_logits``), mixed into the loss with
+    weight ``1 - kd_alpha`` at temperature ``kd_temperature``."""
     _seed_everything(seed)
-    model = load_model(setup, model_dir, random_init=random_init).to(device)
+    model = load_model(setup, model_dir, random_init=random_init, dropout=dropout).to(device)
     regression = not setup.is_squad and glue.get_task(setup.task).is_regression
     steps_per_epoch = math.ceil(len(train.input_ids) / batch_size)
     total = steps_per_epoch * epochs
@@ -333,7 +427,12 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
                        desc=f"seed {seed} epoch {epoch}/{epochs}", leave=False)
             for ids, mask, types, chunk in bar:
                 targets = {k: v.to(device) for k, v in _targets(train, chunk, regression, setup.is_squad).items()}
-                loss = model(ids.to(device), mask.to(device), types.to(device), **targets).loss
+                if teacher is None:
+                    loss = model(ids.to(device), mask.to(device), types.to(device), **targets).loss
+                else:
+                    out = model(ids.to(device), mask.to(device), types.to(device))
+                    loss = task_loss(out, targets, teacher_batch(teacher, chunk, ids.shape[1]).to(device),
+                                     mask.to(device), regression, kd_alpha, kd_temperature)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
                 opt.zero_grad(set_to_none=True)
@@ -378,30 +477,50 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
              eval_batch_size: int = 64, max_train_examples: int | None = None,
              max_eval_examples: int | None = None, doc_stride: int = 128, max_query_length: int = 64,
              max_answer_length: int = 30, random_init: bool = False, source: str = "tsv",
-             log_every: int = 20, device: str | None = None) -> dict[str, Any]:
+             log_every: int = 20, device: str | None = None, teacher: str | None = None,
+             kd_alpha: float = 0.5, kd_temperature: float = 1.0, dropout: float | None = None) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``task`` once per seed; returns (and writes ``out_dir/results.json``)
     per-seed best dev metrics and their mean and standard deviation.
 
     ``warmup`` below 1 is a fraction of the total steps, otherwise a step count. ``data_dir`` is the GLUE
     root (or the task folder), or the folder holding SQuAD's train/dev JSON files. ``device`` defaults to
-    CUDA when available."""
+    CUDA when available. ``teacher``: a model fine-tuned on the same task (task-specific distillation);
+    its outputs on the training set are computed once, scored on dev, and mixed into every seed's loss.
+    ``dropout`` overrides the checkpoint's hidden, attention and classifier dropout."""
+    if not 0.0 <= kd_alpha <= 1.0:
+        raise ValueError(f"--kd-alpha must be in [0, 1], got {kd_alpha}")
+    if kd_temperature <= 0:
+        raise ValueError(f"--kd-temperature must be > 0, got {kd_temperature}")
+    dropout_overrides(dropout)  # refuse a bad value before any data is read
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     setup = TaskSetup(task_name(task), max_seq_length, doc_stride, max_query_length, max_answer_length)
     out = Path(out_dir)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
+    t_model = load_teacher(setup, teacher, tokenizer).to(device) if teacher is not None else None
     train = load_train_data(setup, data_dir, tokenizer, max_train_examples, source)
     dev = load_eval_data(setup, data_dir, tokenizer, limit=max_eval_examples, source=source)
     hparams = {"task": setup.task, "model": str(model_dir), "lr": lr, "batch_size": batch_size, "epochs": epochs,
                "max_seq_length": max_seq_length, "warmup": warmup, "weight_decay": weight_decay,
                "seeds": list(seeds), "train_examples": len(train.input_ids), "random_init": random_init,
-               "device": device, "torch_threads": torch.get_num_threads()}
+               "device": device, "torch_threads": torch.get_num_threads(), "dropout": dropout}
+    cached = None
+    if t_model is not None:
+        t0 = time.perf_counter()
+        cached = teacher_logits(t_model, train, eval_batch_size, tokenizer.pad_token_id)
+        t_dev = evaluate_loaded(t_model, tokenizer, setup, dev, eval_batch_size)
+        del t_model
+        hparams.update(teacher=str(teacher), kd_alpha=kd_alpha, kd_temperature=kd_temperature, teacher_dev=t_dev,
+                       teacher_seconds=time.perf_counter() - t0)
+        log.info("teacher %s: dev %s; outputs cached for %d training rows", teacher,
+                 ", ".join(f"{s} {m['score']:.4f}" for s, m in t_dev.items()), len(cached))
     runs = []
     for seed in seeds:
         runs.append(train_one_seed(setup, model_dir, out / f"seed-{seed}", train, dev, tokenizer, seed=seed,
                                    lr=lr, batch_size=batch_size, epochs=epochs, warmup=warmup,
                                    weight_decay=weight_decay, max_grad_norm=max_grad_norm,
                                    eval_batch_size=eval_batch_size, random_init=random_init,
-                                   log_every=log_every, device=device))
+                                   log_every=log_every, device=device, teacher=cached, kd_alpha=kd_alpha,
+                                   kd_temperature=kd_temperature, dropout=dropout))
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
