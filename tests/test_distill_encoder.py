@@ -19,7 +19,8 @@ from mobilebert.data.corpus import build_corpus, normalise
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
 from mobilebert.data.pretraining import PretrainingDataset
 from mobilebert.data.shards import prepare_pretraining
-from mobilebert.distill.losses import mean_pool, sentence_embedding_loss
+from mobilebert.distill.losses import sentence_embedding_loss
+from mobilebert.modeling import mean_pool
 from mobilebert.recipes.distill import DistillConfig, distill, has_untrained_heads, init_from_teacher
 from mobilebert.sentence import SentenceEncoder
 from mobilebert.train.trainer import TrainConfig

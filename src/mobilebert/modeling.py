@@ -320,6 +320,16 @@ def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -
 
 
 # ----------------------------------------------------------------------------- encoder
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """(B, T, H) -> (B, H): the mean over real tokens, the sentence embedding of sentence-transformers models.
+    One definition shared by distillation (the sentence-embedding term), SentenceEncoder and the exports, so that
+    what is taught, what is served and what is shipped pool alike."""
+    if attention_mask is None:
+        return hidden.mean(1)
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
 class MobileBertEncoder(nn.Module):
     def __init__(self, config: MobileBertConfig) -> None:
         super().__init__()

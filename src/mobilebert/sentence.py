@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_write_text
 from .config import MobileBertConfig
 from .data.sts import StsPairs, cosine_similarities, spearman_x100
-from .modeling import MobileBertModel
+from .modeling import MobileBertModel, mean_pool
 from .tokenizer import MobileBertTokenizer
 
 log = logging.getLogger(__name__)
@@ -155,11 +155,7 @@ class SentenceEncoder:
                                  padding=True, return_tensors="pt")
             ids, am = enc["input_ids"].to(device), enc["attention_mask"].to(device)
             h = self.model(ids, am, enc.get("token_type_ids")).last_hidden_state.float()  # (B, T, H)
-            if self.pooling.pooling == "cls":
-                v = h[:, 0]
-            else:
-                m = am.unsqueeze(-1).to(h.dtype)
-                v = (h * m).sum(1) / m.sum(1).clamp_min(1)
+            v = h[:, 0] if self.pooling.pooling == "cls" else mean_pool(h, am)
             if normalize:
                 v = torch.nn.functional.normalize(v, dim=-1)
             out[idx] = v.cpu().numpy()

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import MobileBertConfig
+from ..modeling import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,6 @@ def attention_transfer_loss(student_scores: Tensor, teacher_scores: Tensor, atte
         return (kl * mask[:, None, :]).sum() / _count(mask, n_tokens)
     weight = (mask / (_count(mask, n_tokens) * nh_s))[:, None, :].expand(B, nh_s, T)  # (B, nh, T)
     return _ScoresKL.apply(student_scores, t_logp, weight, key_mask.expand(B, nh_s, T, T))
-
-
-def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
-    """(B, T, H) -> (B, H): the mean over real tokens, the sentence embedding of sentence-transformers models."""
-    mask = _real(attention_mask, hidden).unsqueeze(-1)  # (B, T, 1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
 def sentence_embedding_loss(student: Tensor, teacher: Tensor, attention_mask: Tensor | None = None,
