@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m mobilebert demo $(DEMO_ARGS)
+	$(PY) -m mobilebert demo --overwrite $(DEMO_ARGS)  # a demo starts over
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 Runner = Callable[[argparse.Namespace], int | None]
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Runner]] = {}
@@ -24,9 +25,21 @@ def command(name: str) -> Callable:
     return register
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option's help ends with its default unless it already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{text} (default: {shown})".strip()
+
+
 def _parser(sub: argparse._SubParsersAction, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=_HelpFormatter)
 
 
 @command("info")
@@ -38,7 +51,8 @@ def _info(sub: argparse._SubParsersAction) -> Runner:
     src.add_argument("--model", help="a checkpoint directory instead of a preset")
     p.add_argument("--layers", type=int, help="override num_hidden_layers (presets only)")
     p.add_argument("--seq", type=int, default=128, help="sequence length for the latency probe")
-    p.add_argument("--text", default="MobileBERT is a compact task-agnostic BERT for resource-limited devices.")
+    p.add_argument("--text", default="MobileBERT is a compact task-agnostic BERT for resource-limited devices.",
+                   help="the sentence the latency probe encodes")
 
     def run(a: argparse.Namespace) -> int:
         from .recipes.info import model_info
@@ -76,19 +90,28 @@ def _demo(sub: argparse._SubParsersAction) -> Runner:
 
 
 def _yaml_recipe(sub: argparse._SubParsersAction, name: str, help: str, example: str, glob: str,
-                 override_example: str, recipe: Callable[[list[str] | None, str | None, bool], dict]) -> Runner:
-    """A subcommand driven by a YAML config plus ``key=value`` overrides, resumable, stopped by NaN/inf."""
+                 override_example: str, load: Callable[[list[str], str | None], Any],
+                 train: Callable[[Any, bool], dict]) -> Runner:
+    """A subcommand driven by a YAML config plus ``key=value`` overrides, resumable, stopped by NaN/inf.
+    ``load`` reads and checks the config (nothing built yet); ``train`` runs it."""
     p = _parser(sub, name, help, example)
     p.add_argument("config", nargs="?", help=f"YAML config ({glob})")
     p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {override_example}")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
+    p.add_argument("--overwrite", action="store_true", help="start over in a train.out_dir that holds an earlier "
+                   "run (its checkpoints, stages and metrics are deleted first)")
 
     def run(a: argparse.Namespace) -> int:
         from .train.trainer import NonFiniteLossError
+        from .validate import fresh_output
 
         overrides = _split_overrides(a)
+        cfg = load(overrides, a.config)
+        a._train_out = cfg.train.out_dir
+        fresh_output(a._train_out, "train.out_dir", a.overwrite, a.resume, resumable=True)
+        claim_output(a._train_out, a.overwrite, training=True)
         try:
-            result = recipe(overrides, a.config, a.resume)
+            result = train(cfg, a.resume)
         except NonFiniteLossError as e:
             print(f"mobilebert {name}: stopped: {e}", file=sys.stderr)
             return 3
@@ -101,32 +124,42 @@ def _yaml_recipe(sub: argparse._SubParsersAction, name: str, help: str, example:
 
 @command("pretrain-teacher")
 def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
-    def recipe(overrides: list[str], config: str | None, resume: bool) -> dict:
+    def load(overrides: list[str], config: str | None) -> Any:
         from .recipes.distill import load_config
-        from .recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
+        from .recipes.pretrain_teacher import TeacherConfig, check_teacher_config
 
-        return pretrain_teacher(load_config(TeacherConfig, config, overrides), resume=resume)
+        return check_teacher_config(load_config(TeacherConfig, config, overrides))
+
+    def train(cfg: Any, resume: bool) -> dict:
+        from .recipes.pretrain_teacher import pretrain_teacher
+
+        return pretrain_teacher(cfg, resume=resume)
 
     return _yaml_recipe(
         sub, "pretrain-teacher", "Pre-train a teacher (IB-BERT or any preset/config) with MLM + NSP.",
         "mobilebert pretrain-teacher configs/teacher_demo.yaml data=runs/data train.out_dir=runs/teacher\n"
         "  torchrun --nproc_per_node 8 -m mobilebert pretrain-teacher configs/teacher_ib_bert_large.yaml",
-        "configs/teacher_*.yaml", "steps=1000 train.lr=1e-3", recipe)
+        "configs/teacher_*.yaml", "steps=1000 train.lr=1e-3", load, train)
 
 
 @command("distill")
 def _distill(sub: argparse._SubParsersAction) -> Runner:
-    def recipe(overrides: list[str], config: str | None, resume: bool) -> dict:
-        from .recipes.distill import DistillConfig, distill, load_config
+    def load(overrides: list[str], config: str | None) -> Any:
+        from .recipes.distill import DistillConfig, check_distill_config, load_config
 
-        return distill(load_config(DistillConfig, config, overrides), resume=resume)
+        return check_distill_config(load_config(DistillConfig, config, overrides))
+
+    def train(cfg: Any, resume: bool) -> dict:
+        from .recipes.distill import distill
+
+        return distill(cfg, resume=resume)
 
     return _yaml_recipe(
         sub, "distill", "Distil a MobileBERT student from a teacher (progressive, joint, auxiliary; or none: from "
         "scratch).",
         "mobilebert distill configs/distill_demo.yaml teacher=runs/teacher/stages/pretrain data=runs/data\n"
         "  torchrun --nproc_per_node 8 -m mobilebert distill configs/distill_mobilebert.yaml strategy=joint",
-        "configs/distill_*.yaml", "strategy=joint train.batch_size=64", recipe)
+        "configs/distill_*.yaml", "strategy=joint train.batch_size=64", load, train)
 
 
 def _split_overrides(a: argparse.Namespace) -> list[str]:
@@ -150,18 +183,21 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--model", required=True, help="checkpoint folder (ours, HF MobileBERT or HF BERT)")
     p.add_argument("--out", required=True, help="output folder: seed-N/best, metrics.jsonl, results.json")
     p.add_argument("--config", help="YAML hyper-parameters (configs/finetune_*.yaml); flags override it")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-seq-length", type=int)
-    p.add_argument("--warmup", type=float, help="fraction of steps (< 1) or a step count")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3 (mean +- std over them)")
-    p.add_argument("--max-train-examples", type=int, help="train on a fixed random subset of this size")
-    p.add_argument("--max-eval-examples", type=int, help="evaluate on the first N examples only")
-    p.add_argument("--doc-stride", type=int)
-    p.add_argument("--max-query-length", type=int)
-    p.add_argument("--max-answer-length", type=int)
+    # Flags left unset take the --config value, else the recipe's default (said in each help line).
+    p.add_argument("--lr", type=float, help="peak learning rate, AdamW with warm-up and linear decay (default: 5e-5)")
+    p.add_argument("--batch-size", type=int, help="examples per step (default: 32)")
+    p.add_argument("--epochs", type=int, help="passes over the training set; the best epoch is kept (default: 3)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per example, longer pairs truncated (default: 128)")
+    p.add_argument("--warmup", type=float, help="fraction of steps (< 1) or a step count (default: 0.1)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay, not on biases and norms (default: 0.01)")
+    p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3 (mean +- std over them; default: 42)")
+    p.add_argument("--max-train-examples", type=int, help="train on a fixed random subset of this size "
+                   "(default: all)")
+    p.add_argument("--max-eval-examples", type=int, help="evaluate on the first N examples only (default: all)")
+    p.add_argument("--doc-stride", type=int, help="SQuAD: tokens between the starts of a context's windows "
+                   "(default: 128)")
+    p.add_argument("--max-query-length", type=int, help="SQuAD: question tokens kept (default: 64)")
+    p.add_argument("--max-answer-length", type=int, help="SQuAD: longest answer span in tokens (default: 30)")
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--source", choices=["tsv", "datasets"], help="GLUE from TSV files or the datasets library")
     p.add_argument("--dropout", type=float, help="override hidden, attention and classifier dropout (e.g. 0.0)")
@@ -204,8 +240,10 @@ def _evaluate(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--split", action="append", help="split(s) to run, e.g. dev, test, dev_mismatched "
                    "(default: every dev split)")
     p.add_argument("--out", help="folder for eval_results.json, GLUE-server files or SQuAD predictions")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument("--limit", type=int, help="first N examples only")
+    p.add_argument("--allow-untrained-head", action="store_true", help="score a checkpoint whose task head was "
+                   "never trained (chance-level scores; refused without this flag)")
 
     def run(a: argparse.Namespace) -> int:
         from .recipes.finetune import evaluate
@@ -238,6 +276,8 @@ def _predict(sub: argparse._SubParsersAction) -> Runner:
                    "(sentence pair, or question TAB context)")
     p.add_argument("--task", help="only needed for checkpoints without finetune.json")
     p.add_argument("--top-k", type=int, default=1, help="also print the next best labels / answers")
+    p.add_argument("--allow-untrained-head", action="store_true", help="run a checkpoint whose task head was never "
+                   "trained (its outputs are random; refused without this flag)")
 
     def run(a: argparse.Namespace) -> int:
         from pathlib import Path
@@ -291,14 +331,16 @@ def _prepare_pretraining(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--format", default="auto", choices=["auto", "lines", "paragraphs", "wikitext"],
                    help="lines: one sentence per line, blank line between documents; paragraphs: split into "
                         "sentences; wikitext: ' = Title = ' starts a document (default: auto)")
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example, [CLS] and [SEP]s included")
     p.add_argument("--max-predictions", type=int, default=20, help="max_predictions_per_seq")
-    p.add_argument("--masked-lm-prob", type=float, default=0.15)
-    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--masked-lm-prob", type=float, default=0.15, help="share of tokens masked, in (0, 1)")
+    p.add_argument("--short-seq-prob", type=float, default=0.1, help="share of examples made shorter than "
+                   "--max-seq-length, as BERT did")
     p.add_argument("--dupe-factor", type=int, default=1, help="passes over the corpus with fresh pairs and masks")
-    p.add_argument("--whole-word-masking", action="store_true")
+    p.add_argument("--whole-word-masking", action="store_true", help="mask every piece of a word together")
     p.add_argument("--dynamic-masking", action="store_true", help="readers redraw masks every epoch by default")
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--seed", type=int, default=12345, help="seed of pairing and masking (output depends on it "
+                   "only, not on --workers)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     p.add_argument("--shard-size", type=int, default=100_000, help="examples per shard")
     p.add_argument("--vocab", help="a vocab.txt, tokenizer.json or checkpoint folder (default: bundled vocab)")
@@ -463,9 +505,10 @@ def _bench(sub: argparse._SubParsersAction) -> Runner:
                 "mobilebert bench runs/sst2/best --batches 1 --seqs 128 --threads 2 --repeats 5")
     p.add_argument("model_dir", help="checkpoint folder")
     p.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 384])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes of the grid")
+    p.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 384], help="sequence lengths of the grid "
+                   "(at most the model's max_position_embeddings)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch / ONNX Runtime thread counts")
     p.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per backend and grid point")
 
@@ -486,24 +529,133 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mobilebert", description="MobileBERT end to end: data, teacher, distillation, fine-tuning, export, "
         "benchmarks. Each subcommand has --help with an example.", epilog="start with: mobilebert demo --fast")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, add in COMMANDS.items():
         runner = add(sub)
-        sub.choices[name].set_defaults(_run=runner)
+        p = sub.choices[name]
+        p.set_defaults(_run=runner)
+        writes = any(a.dest in ("out", "json") for a in p._actions)
+        if writes and "--overwrite" not in p._option_string_actions:  # one rule for every command that writes
+            p.add_argument("--overwrite", action="store_true", help="replace an existing output (refused without)")
     return parser
 
 
+# Outputs this invocation created (they did not exist before it): removed again when it fails, so a failed
+# run never leaves a partial folder; kept when they hold checkpoints an interrupted run can resume from.
+_NEW_OUTPUTS: list[str] = []
+# What --overwrite removes from a training folder before the run (stale checkpoints would be resumed later).
+_RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
+
+
+def claim_output(path: str | os.PathLike, overwrite: bool = False, training: bool = False) -> None:
+    """Record an output path before the command writes it; with ``overwrite``, a training folder's old run
+    (checkpoints, stages, metrics, seeds) is removed first, never other files."""
+    import shutil
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        _NEW_OUTPUTS.append(str(p))
+    elif overwrite and training and p.is_dir():
+        for pattern in _RUN_ARTIFACTS:
+            for old in p.glob(pattern):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _remove_new_outputs(keep_resumable: bool) -> list[str]:
+    """Delete what this run created; returns the paths kept because they hold checkpoints."""
+    import shutil
+    from pathlib import Path
+
+    from .validate import has_checkpoints
+
+    kept = []
+    for path in map(Path, _NEW_OUTPUTS):
+        if keep_resumable and has_checkpoints(path):
+            kept.append(str(path))
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+    return kept
+
+
+def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
+    """One line: what was saved and the exact command that continues from it."""
+    import shlex
+    from pathlib import Path
+
+    _remove_new_outputs(keep_resumable=True)
+    root = getattr(args, "_train_out", None) or getattr(args, "out", None)
+    found = sorted(Path(root).rglob("step-*/state.pt"), key=lambda p: p.stat().st_mtime) if root else []
+    if not found:
+        return "interrupted; nothing resumable was saved" + (" (unfinished output removed)" if _NEW_OUTPUTS else "")
+    if not hasattr(args, "resume"):
+        return f"interrupted; last checkpoint {found[-1].parent}"
+    again = [x for x in argv if x not in ("--overwrite", "--debug")] + ([] if "--resume" in argv else ["--resume"])
+    return f"interrupted; saved {found[-1].parent}; resume with: mobilebert {shlex.join(again)}"
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops like Ctrl-C: checkpoints kept, one line, no traceback."""
+    import contextlib
+    import signal
+
+    me = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != me:  # a forked worker (data preparation) being terminated: die as usual, quietly
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use)
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args([x for x in argv if x != "--debug"])  # --debug is welcome anywhere
+    args.debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # exporter internals, not our progress
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .preflight import check_command
+
+    _NEW_OUTPUTS.clear()
+    _stop_on_sigterm()
+    if not sys.stderr.isatty():  # a log, not a terminal: tqdm bars redraw at most every 30 s (mobilebert.progress
+        os.environ.setdefault("TQDM_MININTERVAL", "30")  # bars write log lines instead)
+    name = f"mobilebert {args.command}"
     try:
-        return int(args._run(args) or 0)
+        check_command(args)  # every argument and input file, before any work
+        for attr in ("out", "json"):
+            if getattr(args, attr, None):
+                claim_output(getattr(args, attr), getattr(args, "overwrite", False),
+                             training=args.command == "finetune")
+        rc = int(args._run(args) or 0)
+        if rc:
+            _remove_new_outputs(keep_resumable=True)
+        return rc
+    except KeyboardInterrupt:
+        print(f"{name}: {_interrupted(args, argv)}", file=sys.stderr)
+        return 130
     except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
-        print(f"mobilebert {args.command}: error: {e}", file=sys.stderr)
+        _remove_new_outputs(keep_resumable=False)
+        if args.debug:
+            raise
+        print(f"{name}: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+              file=sys.stderr)
         return 2
+    except Exception as e:  # a failure that is not the input's fault: still one line; --debug shows where
+        _remove_new_outputs(keep_resumable=True)
+        if args.debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"{name}: failed: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

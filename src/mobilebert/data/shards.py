@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..atomic import atomic_write_bytes
+from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
+from ..validate import TEXT_PROBE_BYTES, looks_like_text
 from .instances import (
     _STATE,
     INPUT_FORMATS,
@@ -73,7 +74,10 @@ class PrepareResult:
         return int(self.manifest["counts"]["examples"])
 
 
-def _expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
+def expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Input files: those named, and every file under the folders named (hidden ones skipped). Every file must
+    be UTF-8 text, so a folder of checkpoints, logs or binaries is refused (naming its first such file) instead
+    of being turned into millions of nonsense examples; at least one file must hold text."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     files: list[Path] = []
     for item in items:
@@ -86,7 +90,19 @@ def _expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p}: no such input file or folder")
     if not files:
         raise PretrainingDataError(f"{', '.join(map(str, items))}: no input files")
+    binary = [f for f in files if not looks_like_text(f)]
+    if binary:
+        more = f" (and {len(binary) - 1} more)" if len(binary) > 1 else ""
+        raise PretrainingDataError(f"{binary[0]}{more}: not a UTF-8 text file; give the text files themselves, "
+                                   "not a folder of checkpoints, logs or binaries")
+    if not any(_has_text(f) for f in files):
+        raise PretrainingDataError(f"{', '.join(map(str, items))}: no text found (every file is empty or blank)")
     return files
+
+
+def _has_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return bool(f.read(TEXT_PROBE_BYTES).strip())
 
 
 def _map(pool: Any, fn: Any, tasks: Iterable, window: int = 4) -> Iterator:
@@ -139,7 +155,7 @@ def prepare_pretraining(
         raise ValueError(f"max_predictions_per_seq must be in [1, 255], got {max_predictions_per_seq}")
     if not (0 < masked_lm_prob < 1 and 0 <= short_seq_prob <= 1 and dupe_factor >= 1 and shard_size >= 1):
         raise ValueError("need 0 < masked_lm_prob < 1, 0 <= short_seq_prob <= 1, dupe_factor >= 1, shard_size >= 1")
-    files = _expand_inputs(inputs)
+    files = expand_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # A stale manifest would vouch for shards this run is about to replace: remove it, old shards, and what a
@@ -211,7 +227,7 @@ def _tokenize_corpus(files: list[Path], input_format: str, chunk_bytes: int, max
     tasks = ((fmt, docs, max_piece, id_dtype.str) for fmt, docs in _iter_chunks(files, input_format, chunk_bytes,
                                                                                 file_stats))
     sent_lens, doc_counts = [], []
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", disable=not progress)
+    bar = Progress(total=total, unit="B", unit_scale=True, desc="tokenize", disable=not progress)
     with open(work / "tokens.bin", "wb") as tf:
         for r in _map(pool, _tokenize_chunk, tasks):
             tf.write(r["tokens"].tobytes())
@@ -268,7 +284,7 @@ def _write_examples(work: Path, out: Path, opts: dict, chunk_docs: list[int], du
             shards.append({"file": name, "num_examples": len(part), "bytes": buf.tell(),
                            "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
 
-    for arr, st in tqdm(_map(pool, _make_examples, tasks), total=len(tasks), desc="examples",
+    for arr, st in Progress(_map(pool, _make_examples, tasks), total=len(tasks), desc="examples",
                         disable=not progress):
         for k, v in st.items():
             counts[k] += v

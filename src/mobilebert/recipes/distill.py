@@ -34,6 +34,7 @@ from ..modeling import MobileBertForPreTraining, extended_attention_mask
 from ..sentence import PoolingConfig, SentenceEncoder, sts_score
 from ..tokenizer import MobileBertTokenizer
 from ..train.trainer import Dist, Loader, TrainConfig, fit, init_distributed
+from ..validate import at_least, check_fields, checkpoint_dir, in_range, one_of
 from .yaml_config import read_yaml_mapping
 
 log = logging.getLogger(__name__)
@@ -88,23 +89,81 @@ def load_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {p} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
     return _build(cls, raw, str(path or "config"))
 
 
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
+    """The dataclass from a mapping: unknown keys refused, every value type-checked (``a.b`` named as written)."""
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
-    values = dict(raw)
+        raise ValueError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} "
+                         f"(known: {', '.join(prefix + k for k in known)})")
+    values = check_fields(cls, raw, where, prefix)
     for name, f in known.items():
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         if dataclasses.is_dataclass(default) and name in values:
-            values[name] = _build(type(default), values[name] or {}, f"{where}: {name}")
-    if "betas" in values:
-        values["betas"] = tuple(values["betas"])
+            if not isinstance(values[name] or {}, dict):
+                raise ValueError(f"{where}: {prefix}{name} must be a mapping of settings, got {values[name]!r}")
+            values[name] = _build(type(default), values[name] or {}, where, f"{prefix}{name}.")
     return cls(**values)
+
+
+def check_train_config(t: TrainConfig, prefix: str = "train.") -> None:
+    """Ranges of the optimisation settings (types were checked when the config was read)."""
+    one_of(f"{prefix}optimizer", t.optimizer, ("lamb", "adamw"))
+    for key in ("lr", "eps"):
+        if getattr(t, key) <= 0:
+            raise ValueError(f"{prefix}{key} must be > 0, got {getattr(t, key)}")
+    if len(t.betas) != 2:
+        raise ValueError(f"{prefix}betas must be two numbers, got {list(t.betas)}")
+    for b in t.betas:
+        in_range(f"{prefix}betas", b, 0, 1, high_open=True)
+    for key, low in (("batch_size", 1), ("grad_accum", 1), ("log_every", 1), ("weight_decay", 0),
+                     ("max_grad_norm", 0), ("save_every", 0), ("keep_last", 0), ("eval_every", 0)):
+        at_least(f"{prefix}{key}", getattr(t, key), low)
+    if t.batch_size % t.grad_accum:
+        raise ValueError(f"{prefix}batch_size {t.batch_size} is not divisible by {prefix}grad_accum {t.grad_accum}")
+    t.validate()
+
+
+def check_distill_config(cfg: DistillConfig) -> DistillConfig:
+    """Every value and every input path of a distillation config, before a model is built."""
+    one_of("strategy", cfg.strategy, STRATEGIES)
+    at_least("transfer_steps", cfg.transfer_steps, 0)
+    at_least("distill_steps", cfg.distill_steps, 0)
+    if cfg.transfer_steps + cfg.distill_steps == 0:
+        raise ValueError("transfer_steps and distill_steps are both 0: nothing to train")
+    one_of("lower_layers", cfg.lower_layers, ("slow", "frozen"))
+    at_least("lower_lr", cfg.lower_lr, 0)
+    in_range("alpha", cfg.alpha, 0, 1)
+    in_range("temperature", cfg.temperature, 0, 1e3, low_open=True)
+    at_least("teacher_chunk", cfg.teacher_chunk, 0)
+    in_range("warmup_fraction", cfg.warmup_fraction, 0, 1)
+    one_of("export", cfg.export, ("auto", *EXPORTS))
+    one_of("pooling", cfg.pooling, ("mean", "cls"))
+    for part in cfg.init_from_teacher:
+        one_of("init_from_teacher", part, INIT_PARTS)
+    try:
+        student = MobileBertConfig.from_preset(cfg.student_preset, **cfg.student)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"student_preset / student: {e}") from None
+    if cfg.strategy != "none":
+        if not cfg.teacher:
+            raise ValueError(f"strategy {cfg.strategy} needs a teacher (teacher=DIR, a from_pretrained directory)")
+        checkpoint_dir(cfg.teacher, "teacher")
+    seq = prepared_seq_length(cfg.data)
+    if seq > student.max_position_embeddings:
+        raise ValueError(f"data {cfg.data}: examples of {seq} tokens exceed the student's max_position_embeddings "
+                         f"{student.max_position_embeddings}")
+    if cfg.eval_sts is not None and not Path(cfg.eval_sts).exists():
+        raise ValueError(f"eval_sts {cfg.eval_sts}: no such file or folder")
+    check_train_config(cfg.train)
+    return cfg
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
@@ -411,11 +470,33 @@ def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d:
 def check_data(path: str | None, what: str = "data") -> Path:
     if not path:
         raise ValueError(f"{what}: no pre-training data directory given (set data=DIR; prepare one with "
-                         "mobilebert.data.pretraining.prepare_pretraining)")
+                         "mobilebert prepare-pretraining or mobilebert corpus)")
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(f"{p}: pre-training data directory not found")
+        raise FileNotFoundError(f"{what} {p}: pre-training data directory not found")
     return p
+
+
+def prepared_seq_length(path: str | None, what: str = "data") -> int:
+    """The sequence length of a prepared folder, read from its manifest (which also proves it is complete and
+    holds examples); the reader checks the shards themselves when training starts."""
+    import json
+
+    from ..data.shards import MANIFEST
+
+    p = check_data(path, what)
+    manifest = p / MANIFEST
+    if not manifest.is_file():
+        raise ValueError(f"{what} {p}: no {MANIFEST} (not a folder written by prepare-pretraining / corpus, or "
+                         "preparation was interrupted)")
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        seq, examples = int(m["arguments"]["max_seq_length"]), int(m["counts"]["examples"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{manifest}: not a pre-training manifest") from None
+    if examples < 1:
+        raise ValueError(f"{what} {p}: holds no examples")
+    return seq
 
 
 # ----------------------------------------------------------------------------- the recipe

@@ -15,7 +15,16 @@ from ..config import MobileBertConfig
 from ..distill.strategies import Stage, group_names
 from ..modeling import MobileBertForPreTraining
 from ..train.trainer import TrainConfig, fit, init_distributed
-from .distill import DistillModule, DistillTask, check_data, pretraining_loaders, write_resolved
+from ..validate import UsageError, at_least, existing_file, in_range, model_config
+from .distill import (
+    DistillModule,
+    DistillTask,
+    check_data,
+    check_train_config,
+    prepared_seq_length,
+    pretraining_loaders,
+    write_resolved,
+)
 
 
 @dataclass
@@ -28,6 +37,30 @@ class TeacherConfig:
     steps: int = 1_000_000
     warmup_fraction: float = 0.01
     train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/teacher", lr=1e-3))
+
+
+def check_teacher_config(cfg: TeacherConfig) -> TeacherConfig:
+    """Every value and input path of a teacher config, before a model is built."""
+    at_least("steps", cfg.steps, 1)
+    in_range("warmup_fraction", cfg.warmup_fraction, 0, 1)
+    try:
+        if cfg.init:
+            model = model_config(cfg.init, "init").replace(**cfg.model)
+        elif cfg.config_json:
+            model = MobileBertConfig.from_json(existing_file(cfg.config_json, "config_json"), **cfg.model)
+        else:
+            model = MobileBertConfig.from_preset(cfg.preset, **cfg.model)
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{'init' if cfg.init else 'config_json' if cfg.config_json else 'preset'} / model: "
+                         f"{e}") from None
+    seq = prepared_seq_length(cfg.data)
+    if seq > model.max_position_embeddings:
+        raise ValueError(f"data {cfg.data}: examples of {seq} tokens exceed the model's max_position_embeddings "
+                         f"{model.max_position_embeddings}")
+    check_train_config(cfg.train)
+    return cfg
 
 
 def build_teacher(cfg: TeacherConfig) -> MobileBertForPreTraining:

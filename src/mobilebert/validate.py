@@ -1,0 +1,235 @@
+"""Checks that run before any work: arguments, config values and input files.
+
+A command calls these first, so a mistake costs a second, not a training run. Each failure raises
+:class:`UsageError` with one line that names the flag, key or file as the user wrote it and says what would be
+right; the CLI prints it and exits 2. The module imports nothing heavy (no torch), so a bad invocation fails
+fast; project modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+TEXT_PROBE_BYTES = 1 << 16
+
+
+class UsageError(ValueError):
+    """A bad argument, config value or input file; the message is one line naming it."""
+
+
+# ----------------------------------------------------------------------------- numbers
+def at_least(name: str, value: float | None, low: float, what: str = "") -> None:
+    """``value >= low`` (None passes: the option was not given)."""
+    if value is not None and value < low:
+        raise UsageError(f"{name} must be >= {low}{what}, got {value}")
+
+
+def in_range(name: str, value: float | None, low: float, high: float, *, low_open: bool = False,
+             high_open: bool = False) -> None:
+    """``low <= value <= high``, each end optionally open."""
+    if value is None:
+        return
+    if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+        if high == float("inf"):
+            raise UsageError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise UsageError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
+
+
+def one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- files and folders
+def looks_like_text(path: str | os.PathLike) -> bool:
+    """True when the file's first 64 KiB hold no NUL byte and at most 10% of them are invalid UTF-8 (a stray
+    Latin-1 byte in a corpus is replaced and counted downstream). Model weights, archives, event logs and
+    executables fail this."""
+    with open(path, "rb") as f:
+        head = f.read(TEXT_PROBE_BYTES)
+    if b"\0" in head:
+        return False
+    bad = head.decode("utf-8", "replace").count("\ufffd") - head.count("\ufffd".encode())
+    return bad <= 0.1 * len(head)
+
+
+def existing_file(path: str | os.PathLike, name: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{name} {p}: is a folder, expected a file")
+    if not p.is_file():
+        raise UsageError(f"{name} {p}: no such file")
+    return p
+
+
+def existing_dir(path: str | os.PathLike, name: str, what: str = "folder") -> Path:
+    p = Path(path)
+    if p.is_file():
+        raise UsageError(f"{name} {p}: is a file, expected a {what}")
+    if not p.is_dir():
+        raise UsageError(f"{name} {p}: no such {what}")
+    return p
+
+
+def text_file(path: str | os.PathLike, name: str) -> Path:
+    """An existing UTF-8 text file holding at least one non-blank line."""
+    p = existing_file(path, name)
+    if not looks_like_text(p):
+        raise UsageError(f"{name} {p}: not a UTF-8 text file (binary content)")
+    with open(p, encoding="utf-8", errors="replace") as f:
+        if not any(line.strip() for line in f):
+            raise UsageError(f"{name} {p}: empty (no non-blank line)")
+    return p
+
+
+def checkpoint_dir(path: str | os.PathLike, name: str) -> Path:
+    """A ``from_pretrained`` folder: config.json and a weights file."""
+    p = existing_dir(path, name, "checkpoint folder")
+    if not (p / "config.json").is_file():
+        raise UsageError(f"{name} {p}: no config.json (not a checkpoint folder)")
+    if not any((p / w).is_file() for w in WEIGHT_FILES):
+        raise UsageError(f"{name} {p}: no weights ({' or '.join(WEIGHT_FILES)})")
+    return p
+
+
+def model_config(path: str | os.PathLike, name: str) -> Any:
+    """The MobileBertConfig of a checkpoint folder, as a UsageError when unreadable."""
+    from .config import MobileBertConfig
+
+    p = checkpoint_dir(path, name)
+    try:
+        return MobileBertConfig.from_json(p)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{name} {p}: unreadable config.json ({str(e).splitlines()[0]})") from None
+
+
+def weight_names(model_dir: str | os.PathLike) -> set[str] | None:
+    """Tensor names stored in a checkpoint folder, read from file headers only (None for .bin files)."""
+    import json
+
+    p = Path(model_dir)
+    if (p / "model.safetensors").is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(p / "model.safetensors"), framework="np") as f:
+            return set(f.keys())
+    if (p / "model.safetensors.index.json").is_file():
+        return set(json.loads((p / "model.safetensors.index.json").read_text(encoding="utf-8"))["weight_map"])
+    return None
+
+
+def has_checkpoints(path: str | os.PathLike) -> bool:
+    """True when a training folder holds a resumable checkpoint (``step-*/state.pt`` anywhere below)."""
+    p = Path(path)
+    return p.is_dir() and any(p.rglob("step-*/state.pt"))
+
+
+def fresh_output(path: str | os.PathLike, name: str, overwrite: bool = False, resume: bool = False,
+                 resumable: bool = False) -> Path:
+    """The one rule for outputs: an existing, non-empty target is refused unless the user says what to do
+    with it, ``--resume`` (where it holds checkpoints and the command can continue them) or ``--overwrite``."""
+    p = Path(path)
+    if not p.exists() or (p.is_dir() and not any(p.iterdir())) or overwrite:
+        return p
+    if resumable and has_checkpoints(p):
+        if resume:
+            return p
+        raise UsageError(f"{name} {p}: holds checkpoints of an earlier run; add --resume to continue it, or "
+                         "--overwrite to start over")
+    if resume:
+        raise UsageError(f"{name} {p}: already exists but holds no checkpoint to resume; use --overwrite to "
+                         "start over, or another folder")
+    raise UsageError(f"{name} {p}: already exists; choose another path or add --overwrite to replace it")
+
+
+# ----------------------------------------------------------------------------- config values
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+             dict: "a mapping", tuple: "a list"}
+    origin = typing.get_origin(tp) or tp
+    return names.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
+    """(ok, value) for ``value`` against the annotation ``tp``; YAML's ``1e-4`` (a string) becomes a float."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return type(None) in args, None
+        for arg in args:
+            if arg is not type(None):
+                ok, v = _coerce(arg, value)
+                if ok:
+                    return True, v
+        return False, value
+    if value is None:
+        return False, value
+    base = origin or tp
+    if base is bool:
+        return isinstance(value, bool), value
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if base is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int | float):
+            return True, float(value)
+        try:
+            return True, float(value)
+        except (TypeError, ValueError):
+            return False, value
+    if base is str:
+        return isinstance(value, str), value
+    if base in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False, value
+        item = args[0] if args else Any
+        out = []
+        for v in value:
+            ok, v = _coerce(item, v)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, tuple(out) if base is tuple else out
+    if base is dict:
+        return isinstance(value, dict), value
+    return True, value
+
+
+def check_fields(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """Type-check ``values`` (one level of a YAML config) against the dataclass ``cls``'s annotations; returns
+    them with numbers written as strings (YAML reads ``1e-4`` as one) converted. Nested dataclass fields are
+    left to the caller."""
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name not in values or dataclasses.is_dataclass(hints[f.name]):
+            continue
+        ok, out[f.name] = _coerce(hints[f.name], values[f.name])
+        if not ok:
+            raise UsageError(f"{where}: {prefix}{f.name} must be {_type_name(hints[f.name])}, "
+                             f"got {values[f.name]!r}")
+    return out
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX on x86, the BF16 extension on Arm). Without
+    it PyTorch emulates bf16 matmuls, which are many times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    words = set(flags.replace("\t", " ").split())
+    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
