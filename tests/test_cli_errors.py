@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +165,7 @@ CASES: list[tuple[list[str], str]] = [
     (["prepare-pretraining", "W/text.txt", "--out", "data", "--workers", "0"], "--workers"),
     (["prepare-pretraining", "W/text.txt", "--out", "data", "--max-seq-length", "4"], "--max-seq-length"),
     (["prepare-pretraining", "W/text.txt", "--out", "data", "--vocab", "missing"], "--vocab missing"),
-    (["prepare-pretraining", "W/zero_width.txt", "--out", "data"], "no text found"),  # refused after work began
+    (["prepare-pretraining", "W/zero_width.txt", "--out", "runs/data"], "no text found"),  # refused after work began
     # corpus
     (["corpus", "--data", "missing", "--out", "c"], "--data missing"),
     (["corpus", "--out", "W/existing"], "--overwrite"),
@@ -300,3 +302,38 @@ def test_help_has_a_line_for_every_option_and_shows_defaults():
     text = subparsers["bench"].format_help()
     assert "(default: 1 8)" in text and "(default: 10)" in text
     assert "(default: 5e-5)" in subparsers["finetune"].format_help()
+
+
+def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
+    """SIGTERM (or Ctrl-C) mid-training: exit 130, no traceback, one line naming the checkpoint and the exact
+    command that continues; that command then resumes from it."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cli = [sys.executable, "-m", "mobilebert"]
+    subprocess.run([*cli, "prepare-pretraining", "--out", "data", "--max-seq-length", "64", "--workers", "1"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    args = ["pretrain-teacher", TEACHER, "data=data", "steps=100000", "train.save_every=1", "train.batch_size=4",
+            "train.out_dir=run", "model.num_hidden_layers=1"]
+
+    def start_and_stop(argv: list[str], ready: Callable[[], bool]) -> tuple[int, str]:
+        proc = subprocess.Popen([*cli, *argv], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 240
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err
+
+    rc, err = start_and_stop(args, lambda: any((tmp_path / "run" / "checkpoints").glob("step-*/state.pt")))
+    assert rc == 130 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted; saved run/checkpoints/step-" in last and "resume with: mobilebert pretrain-teacher" in last
+    again = shlex.split(last.split("resume with: mobilebert ", 1)[1])
+    assert again == [*args, "--resume"]
+    first = {p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*")}
+    rc, err = start_and_stop(again, lambda: {p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*")}
+                             - first != set())
+    assert rc == 130 and "resumed from run/checkpoints/step-" in err and "Traceback" not in err, err

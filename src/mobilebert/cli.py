@@ -254,6 +254,10 @@ def _evaluate(sub: argparse._SubParsersAction) -> Runner:
             if isinstance(metrics, dict):
                 print(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in metrics.items()))
+        from .sanity import score_notes
+
+        for note in score_notes(results["task"], results, a.data):  # a score at chance says so
+            print(f"note: {note}")
         return 0
 
     return run
@@ -302,7 +306,8 @@ def _predict(sub: argparse._SubParsersAction) -> Runner:
                 logging.getLogger(__name__).warning("%s: skipped %d empty line(s)", a.file, empty)
         if not inputs:
             raise ValueError("nothing to predict: give sentences, --pair, --question/--context or --file")
-        for row in predict(a.model, inputs, task=a.task, top_k=a.top_k):
+        rows = predict(a.model, inputs, task=a.task, top_k=a.top_k)
+        for row in rows:
             if "answer" in row:
                 print(f"{row['answer']!r}\t{row['score']:.4f}\t{row['question']}")
                 for text, prob in row["alternatives"]:
@@ -314,6 +319,11 @@ def _predict(sub: argparse._SubParsersAction) -> Runner:
             else:
                 shown = row["text"] + (f" ||| {row['text_pair']}" if "text_pair" in row else "")
                 print(f"{row['score']:.4f}\t{shown}")
+        from .config import MobileBertConfig
+        from .sanity import prediction_notes
+
+        for note in prediction_notes(rows, MobileBertConfig.from_json(a.model).num_labels):
+            print(f"note: {note}")
         return 0
 
     return run
@@ -513,12 +523,22 @@ def _bench(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--repeats", type=int, default=10, help="timed calls per backend and grid point")
 
     def run(a: argparse.Namespace) -> int:
-        from .deploy.bench import ALL_BACKENDS, BenchConfig, bench_checkpoint, format_table
+        from pathlib import Path
 
+        from .deploy.bench import ALL_BACKENDS, BenchConfig, bench_checkpoint, format_table
+        from .validate import slow_bf16
+
+        backends = tuple(a.backends or ALL_BACKENDS)
+        why_not_bf16 = slow_bf16() if a.backends is None else None  # emulated bf16 is no result worth a row
+        if why_not_bf16:
+            backends = tuple(b for b in backends if b != "bf16")
         cfg = BenchConfig(batches=tuple(a.batches), seqs=tuple(a.seqs), threads=tuple(a.threads),
-                          backends=tuple(a.backends or ALL_BACKENDS), repeats=a.repeats)
+                          backends=backends, repeats=a.repeats)
         print(format_table(bench_checkpoint(a.model_dir, a.out, cfg)))
-        print(f"wrote {a.out}/bench.json and {a.out}/bench.png")
+        if why_not_bf16:
+            print(f"bf16: skipped ({why_not_bf16}; --backends bf16 times it anyway)")
+        wrote = [str(p) for p in (Path(a.out) / "bench.json", Path(a.out) / "bench.png") if p.is_file()]
+        print(f"wrote {' and '.join(wrote)}" if wrote else f"nothing written to {a.out}")
         return 0
 
     return run
@@ -555,8 +575,9 @@ def claim_output(path: str | os.PathLike, overwrite: bool = False, training: boo
     from pathlib import Path
 
     p = Path(path)
-    if not p.exists():
-        _NEW_OUTPUTS.append(str(p))
+    if not p.exists():  # what a failure removes: the first folder on the way that did not exist
+        new = [q for q in [p, *p.parents] if not q.exists()]
+        _NEW_OUTPUTS.append(str(new[-1]))
     elif overwrite and training and p.is_dir():
         for pattern in _RUN_ARTIFACTS:
             for old in p.glob(pattern):
@@ -595,6 +616,13 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
         return f"interrupted; last checkpoint {found[-1].parent}"
     again = [x for x in argv if x not in ("--overwrite", "--debug")] + ([] if "--resume" in argv else ["--resume"])
     return f"interrupted; saved {found[-1].parent}; resume with: mobilebert {shlex.join(again)}"
+
+
+def _close_progress_bars() -> None:
+    """Close live tqdm bars now, so the last line a user sees is ours, not a bar redrawn at exit."""
+    tq = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tq, "tqdm", None), "_instances", [])):
+        bar.close()
 
 
 def _stop_on_sigterm() -> None:
@@ -640,9 +668,11 @@ def main(argv: list[str] | None = None) -> int:
             _remove_new_outputs(keep_resumable=True)
         return rc
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"{name}: {_interrupted(args, argv)}", file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
+        _close_progress_bars()
         _remove_new_outputs(keep_resumable=False)
         if args.debug:
             raise
@@ -650,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except Exception as e:  # a failure that is not the input's fault: still one line; --debug shows where
+        _close_progress_bars()
         _remove_new_outputs(keep_resumable=True)
         if args.debug:
             raise

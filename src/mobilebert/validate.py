@@ -223,13 +223,25 @@ def check_fields(cls: type, values: dict[str, Any], where: str, prefix: str = ""
     return out
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX on x86, the BF16 extension on Arm). Without
-    it PyTorch emulates bf16 matmuls, which are many times slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    words = set(flags.replace("\t", " ").split())
-    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+def slow_bf16(size: int = 256, reps: int = 5) -> str | None:
+    """Why bf16 should not be timed on this CPU, or None. Measured, not guessed from CPU flags: a square GEMM in
+    bf16 against fp32, best of ``reps``; without native support (AVX512-BF16 / AMX on x86, BF16 on Arm)
+    PyTorch emulates bf16 and it runs several times slower than fp32."""
+    import time
 
+    import torch
+
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        rates[dtype] = 2 * size**3 / best / 1e9
+    fp32, bf16 = rates[torch.float32], rates[torch.bfloat16]
+    if bf16 >= 0.5 * fp32:
+        return None
+    return (f"bf16 GEMM runs at {bf16:.1f} GFLOP/s against fp32's {fp32:.1f} on this CPU (no native bf16, so "
+            "PyTorch emulates it)")
