@@ -82,7 +82,7 @@ FINETUNE_LIMITS: dict[str, tuple[float, float, bool, bool]] = {
     "max_eval_examples": (1, INF, False, True), "doc_stride": (1, INF, False, True),
     "max_query_length": (1, INF, False, True), "max_answer_length": (1, INF, False, True),
     "log_every": (1, INF, False, True), "dropout": (0, 1, False, True), "kd_alpha": (0, 1, False, False),
-    "kd_temperature": (0, INF, True, True),
+    "kd_temperature": (0, INF, True, True), "grad_accum": (1, INF, False, True), "save_every": (0, INF, False, True),
 }
 
 

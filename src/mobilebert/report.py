@@ -29,23 +29,57 @@ def _pyplot():
     return plt
 
 
+# A run's ``loss`` changes meaning from stage to stage (transfer terms, then MLM distillation); each kind gets
+# its own axis so that no axis mixes two quantities.
+STAGE_KINDS = (("progressive", "layer-wise transfer"), ("joint", "layer-wise transfer"),
+               ("auxiliary", "transfer + distillation"), ("distill", "pre-training distillation"),
+               ("scratch", "MLM + NSP"), ("pretrain", "MLM + NSP"))
+
+
+def _stage_kind(stage: Any) -> str:
+    name = str(stage or "")
+    return next((kind for prefix, kind in STAGE_KINDS if name.startswith(prefix)), name or "loss")
+
+
+def _readable_y(ax: Any, values: list[float]) -> None:
+    """Log scale only when the values span more than a decade, with a labelled tick at 1, 2 and 5 of each
+    decade (a bare log axis over one decade shows a single label)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(alpha=0.3)
+
+
 def plot_losses(runs: dict[str, Path], out_png: Path, key: str = "loss") -> Path | None:
-    """One curve of ``key`` against step per run (a metrics.jsonl each); stage boundaries as dotted lines."""
+    """``key`` against step: one panel per run and kind of stage (transfer, distillation, MLM + NSP), each with
+    its own y axis; stage boundaries inside a panel as dotted lines."""
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    panels: list[tuple[str, list[dict]]] = []
     for name, path in runs.items():
-        recs = [r for r in read_metrics(path) if isinstance(r.get(key), (int, float))]
-        if not recs:
-            continue
-        ax.plot([r["step"] for r in recs], [r[key] for r in recs], label=name)
-        stages = [(r["step"], r.get("stage")) for r in recs]
-        for (_, a), (s, b) in zip(stages, stages[1:], strict=False):
-            if a != b:
-                ax.axvline(s, color="grey", linestyle=":", linewidth=0.8)
-    ax.set(xlabel="step", ylabel=key, yscale="log", title=f"{key} per step (dotted: stage boundaries)")
-    ax.legend()
+        by_kind: dict[str, list[dict]] = defaultdict(list)
+        for r in read_metrics(path):
+            if isinstance(r.get(key), (int, float)):
+                by_kind[_stage_kind(r.get("stage"))].append(r)
+        panels += [(f"{name}: {kind}" if len(runs) > 1 or len(by_kind) > 1 else name, recs)
+                   for kind, recs in by_kind.items()]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
+    for ax, (title, recs) in zip(axes[:, 0], panels, strict=True):
+        ax.plot([r["step"] for r in recs], [r[key] for r in recs])
+        for a, b in zip(recs, recs[1:], strict=False):
+            if a.get("stage") != b.get("stage"):
+                ax.axvline(b["step"], color="grey", linestyle=":", linewidth=0.8)
+        _readable_y(ax, [r[key] for r in recs])
+        ax.set(ylabel=key, title=title)
+    axes[-1, 0].set_xlabel("step (dotted: stage boundaries)")
     return _save(fig, out_png)
 
 
@@ -65,7 +99,8 @@ def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt") -> Path |
     for k in sorted(series):
         steps, vals = zip(*series[k], strict=True)
         ax.plot(steps, vals, label=k.split("/")[-1])
-    ax.set(xlabel="step", ylabel=f"{term} loss", yscale="log", title=f"{term} transfer loss per layer")
+    _readable_y(ax, [v for pts in series.values() for _, v in pts])
+    ax.set(xlabel="step", ylabel=f"{term} loss", title=f"{term} transfer loss per layer")
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, out_png)
 
@@ -95,7 +130,7 @@ def plot_curves(runs: dict[str, Path], out_png: Path, key: str, ylabel: str,
     return _save(fig, out_png)
 
 
-def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, zoom: bool = False) -> Path | None:
+def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, zoom: bool = True) -> Path | None:
     """One bar per entry, each labelled with its value; ``zoom`` starts the axis just below the smallest value
     so that differences of a point are visible (the axis then does not start at 0, which the title says)."""
     plt = _pyplot()
@@ -117,15 +152,19 @@ def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, 
 
 
 def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path) -> Path | None:
-    """Scatter of latency (ms) against size on disk (MB), one labelled point per model/backend."""
+    """Latency (ms) against size on disk (MB), one point per model/backend, named in a legend (labels written
+    next to the points overlapped where models are close)."""
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        ax.scatter(r["size_mb"], r["latency_ms"])
-        ax.annotate(r["name"], (r["size_mb"], r["latency_ms"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    markers = "osD^v<>Ph*X"
+    for k, r in enumerate(rows):
+        ax.scatter(r["size_mb"], r["latency_ms"], marker=markers[k % len(markers)], s=45,
+                   label=f"{r['name']} ({r['latency_ms']:.1f} ms, {r['size_mb']:.1f} MB)")
     ax.set(xlabel="size on disk (MB)", ylabel="latency (ms, median)", title="latency against size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, out_png)
 
 
