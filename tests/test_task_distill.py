@@ -60,7 +60,7 @@ def test_regression_loss_by_hand():
 
 
 def test_span_loss_by_hand_ignores_padding():
-    """Row 0 has 3 real tokens of 4: what the cached teacher holds past them must not matter."""
+    """Row 0 has 3 real tokens of 4: what the student and the cached teacher hold past them must not matter."""
     start, end = torch.tensor([[1.0, 0.0, 2.0, 5.0], [0.0, 1.0, 0.0, 1.0]]), torch.tensor([[0.0, 3.0, 1.0, 0.0],
                                                                                            [2.0, 0.0, 1.0, 0.0]])
     t_start, t_end = torch.tensor([[0.0, 2.0, 1.0, 9.0], [1.0, 1.0, 0.0, 0.0]]), torch.zeros(2, 4)
@@ -72,14 +72,19 @@ def test_span_loss_by_hand_ignores_padding():
         p, q = _softmax(trow), _softmax(srow)
         return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
 
-    ce = (F.cross_entropy(start, pos_s) + F.cross_entropy(end, pos_e)).item() / 2
+    real_start, real_end = [[1.0, 0.0, 2.0], [0.0, 1.0, 0.0, 1.0]], [[0.0, 3.0, 1.0], [2.0, 0.0, 1.0, 0.0]]
+    ce = -sum(math.log(_softmax(row)[p]) for rows, pos in ((real_start, [2, 1]), (real_end, [1, 0]))
+              for row, p in zip(rows, pos, strict=True)) / 2 / 2
     kd = (kl([1.0, 0.0, 2.0], [0.0, 2.0, 1.0]) + kl([0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0])
           + kl([0.0, 3.0, 1.0], [0.0, 0.0, 0.0]) + kl([2.0, 0.0, 1.0, 0.0], [0.0] * 4)) / 2 / 2
     got = span_distillation_loss(start, end, t_start, t_end, pos_s, pos_e, mask, alpha, T)
     assert got.item() == pytest.approx(alpha * ce + (1 - alpha) * kd, rel=1e-6)
-    t_start[0, 3] = -50.0  # padding in the cache
+    t_start[0, 3], start[0, 3] = -50.0, 9.0  # padding, in the cache and in the student's output
     assert span_distillation_loss(start, end, t_start, t_end, pos_s, pos_e, mask, alpha, T).item() == pytest.approx(
         got.item(), rel=1e-6)
+    # without a mask and alpha 1: the model's own loss (mean of start and end cross-entropy over all positions)
+    own = (F.cross_entropy(start, pos_s) + F.cross_entropy(end, pos_e)) / 2
+    assert span_distillation_loss(start, end, t_start, t_end, pos_s, pos_e, None, 1.0).equal(own)
 
 
 def test_alpha_one_is_the_models_own_loss_and_the_teacher_gets_no_gradient():
@@ -138,11 +143,11 @@ def test_teacher_is_frozen_in_eval_mode(teacher):
 
 
 def test_teachers_that_cannot_teach_are_refused_in_one_line(tiny_ckpt, teacher, tmp_path, capsys):  # noqa: F811
+    with pytest.raises(ValueError, match="fine-tuned for sst2, not cola"):
+        finetune("cola", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=teacher)
+    with pytest.raises(ValueError, match="no trained sst2 head"):  # a pre-training checkpoint
+        finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=tiny_ckpt)
     base = ["finetune", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o")]
-    assert main([*base, "--task", "cola", "--teacher", str(teacher)]) == 2
-    assert "fine-tuned for sst2, not cola" in capsys.readouterr().err
-    assert main([*base, "--task", "sst2", "--teacher", str(tiny_ckpt)]) == 2  # a pre-training checkpoint
-    assert "no trained sst2 head" in capsys.readouterr().err
     other = tmp_path / "other-vocab"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
     (other).mkdir()
@@ -152,7 +157,8 @@ def test_teachers_that_cannot_teach_are_refused_in_one_line(tiny_ckpt, teacher, 
     err = capsys.readouterr().err
     assert "tokenizer differs from the student's" in err and len(err.strip().splitlines()) == 1
     assert main([*base, "--task", "sst2", "--teacher", str(tmp_path / "missing")]) == 2
-    assert "not a checkpoint folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--teacher" in err and "checkpoint folder" in err
     assert main([*base, "--task", "sst2", "--kd-alpha", "1.5", "--teacher", str(teacher)]) == 2
     assert "--kd-alpha must be in [0, 1]" in capsys.readouterr().err
 

@@ -206,6 +206,13 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--kd-alpha", type=float, help="weight of the label loss; 1 - alpha goes to the teacher "
                    "(default 0.5)")
     p.add_argument("--kd-temperature", type=float, help="softmax temperature of the teacher term (default 1)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per step; --batch-size is the whole step's "
+                   "batch (all of them, all processes) (default: 1)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast matmuls (default: fp32)")
+    p.add_argument("--save-every", type=int, help="also checkpoint every N steps (default: only after each "
+                   "epoch)")
+    p.add_argument("--resume", action="store_true", help="continue each seed from its latest checkpoint in "
+                   "--out (same processes and flags)")
 
     def run(a: argparse.Namespace) -> int:
         from .recipes.finetune import finetune, format_summary, load_finetune_config
@@ -213,16 +220,26 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
         kw = load_finetune_config(a.config) if a.config else {}
         for name in ("lr", "batch_size", "epochs", "max_seq_length", "warmup", "weight_decay",
                      "max_train_examples", "max_eval_examples", "doc_stride", "max_query_length",
-                     "max_answer_length", "source", "dropout", "teacher", "kd_alpha", "kd_temperature"):
+                     "max_answer_length", "source", "dropout", "teacher", "kd_alpha", "kd_temperature",
+                     "grad_accum", "precision", "save_every"):
             if getattr(a, name) is not None:
                 kw[name] = getattr(a, name)
         if a.seeds:
             kw["seeds"] = [int(s) for s in a.seeds.split(",")]
         if a.random_init:
             kw["random_init"] = True
-        results = finetune(a.task, a.data, a.model, a.out, **kw)
-        print(format_summary(results))
-        print(f"results: {a.out}/results.json")
+        if a.resume:
+            kw["resume"] = True
+        from .train.trainer import NonFiniteLossError
+
+        try:
+            results = finetune(a.task, a.data, a.model, a.out, **kw)
+        except NonFiniteLossError as e:
+            print(f"mobilebert finetune: stopped: {e}", file=sys.stderr)
+            return 3
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process returns the same results
+            print(format_summary(results))
+            print(f"results: {a.out}/results.json")
         return 0
 
     return run

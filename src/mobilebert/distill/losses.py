@@ -209,9 +209,15 @@ def span_distillation_loss(start_logits: Tensor, end_logits: Tensor, teacher_sta
     """SQuAD: the classification loss on start and end logits, averaged over the two.
 
     start_logits, end_logits, teacher_*: (B, T); positions: (B,), positions outside the window ignored as
-    in the model's own loss. The KL runs over real tokens only (``attention_mask``), since the cached teacher
-    logits end where each window ends. With ``alpha == 1`` this is exactly the model's own loss."""
+    in the model's own loss. With ``attention_mask`` both terms run over real tokens only: padding gets no
+    probability, so the loss does not depend on how wide a batch is padded (micro-batches and DDP shards
+    then add up to the whole batch), and the cached teacher logits end where each window ends. Without a
+    mask and with ``alpha == 1`` this is exactly the model's own loss."""
     T = start_logits.shape[1]
+    mask = None if attention_mask is None else attention_mask.bool()
+    if mask is not None:
+        start_logits = start_logits.masked_fill(~mask, torch.finfo(start_logits.dtype).min)
+        end_logits = end_logits.masked_fill(~mask, torch.finfo(end_logits.dtype).min)
     s_pos, e_pos = start_positions.view(-1).clamp(0, T), end_positions.view(-1).clamp(0, T)
     if n_sequences is None:
         ce = (F.cross_entropy(start_logits, s_pos, ignore_index=T) + F.cross_entropy(end_logits, e_pos, ignore_index=T)) / 2
@@ -220,7 +226,6 @@ def span_distillation_loss(start_logits: Tensor, end_logits: Tensor, teacher_sta
               + F.cross_entropy(end_logits, e_pos, ignore_index=T, reduction="sum")) / (2 * n_sequences)
     if teacher_start is None or teacher_end is None or alpha == 1.0:
         return ce
-    mask = None if attention_mask is None else attention_mask.bool()
     kd = (soft_kl(start_logits, teacher_start, temperature, mask)
           + soft_kl(end_logits, teacher_end, temperature, mask)) / 2
     return alpha * ce + (1.0 - alpha) * kd / (start_logits.shape[0] if n_sequences is None else n_sequences)

@@ -1,7 +1,9 @@
 """Fine-tune, evaluate and predict: GLUE (sequence classification / regression) and SQuAD (span QA).
 
-``finetune`` reads top to bottom: load data -> for each seed: load the model (a task head added when the
-checkpoint has none for this task), AdamW with warm-up and linear decay, evaluate every epoch, keep the best
+``finetune`` reads top to bottom: load data (and, with a teacher, its outputs on the training set, once) ->
+for each seed: load the model (a task head added when the checkpoint has none for this task) -> the shared
+trainer (``train.trainer.fit``: AdamW with warm-up and linear decay, DDP under torchrun, bf16, gradient
+accumulation, clipping, checkpoints and exact ``resume``) with an evaluation every epoch that keeps the best
 epoch as a ``from_pretrained`` folder with its tokenizer -> mean +- std over seeds in ``results.json``.
 
 Each kept folder also holds ``finetune.json`` (task, labels, sequence settings), so ``evaluate`` and
@@ -14,63 +16,50 @@ import json
 import logging
 import math
 import random
+import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
 from ..data import glue, squad
+from ..data.finetuning import (  # noqa: F401  (Encoded, batches, encode_squad, load_eval_data: public here too)
+    SQUAD_TASKS,
+    Encoded,
+    FinetuneLoader,
+    TaskSetup,
+    batches,
+    encode_glue,
+    encode_squad,
+    load_eval_data,
+    load_train_data,
+    steps_per_epoch,
+    task_name,
+)
 from ..distill.losses import (
     classification_distillation_loss,
     regression_distillation_loss,
     span_distillation_loss,
 )
+from ..distill.strategies import Stage
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
-from ..train.metrics import MetricsLogger
-from ..train.optim import warmup_decay
+from ..train.trainer import Dist, TrainConfig, fit, init_distributed
 from .yaml_config import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
-SQUAD_TASKS = {"squad": ("train-v1.1.json", "dev-v1.1.json"), "squad2": ("train-v2.0.json", "dev-v2.0.json")}
 META_FILE = "finetune.json"
-
-
-@dataclass
-class TaskSetup:
-    """What evaluation and prediction need to know about a fine-tuned model (saved as finetune.json)."""
-
-    task: str
-    max_seq_length: int = 128
-    doc_stride: int = 128
-    max_query_length: int = 64
-    max_answer_length: int = 30
-    null_threshold: float = 0.0
-
-    @property
-    def is_squad(self) -> bool:
-        return self.task in SQUAD_TASKS
-
-    @property
-    def version_2(self) -> bool:
-        return self.task == "squad2"
-
-
-def task_name(task: str) -> str:
-    key = task.lower().replace("_", "").replace("-v2", "2").replace("v1.1", "")
-    if key in ("squad", "squad2", "squadv2", "squad2.0"):
-        return "squad2" if "2" in key else "squad"
-    return glue.get_task(task).name
 
 
 # ----------------------------------------------------------------------------- model
@@ -179,80 +168,21 @@ def teacher_logits(teacher: nn.Module, enc: Encoded, batch_size: int, pad_id: in
     return [torch.from_numpy(o) for o in outs]
 
 
-def teacher_batch(cached: Sequence[torch.Tensor], chunk: Sequence[int], width: int) -> torch.Tensor:
-    """(B, C) teacher logits for the rows of a batch, or (B, 2, width) span logits (zero past each row's end;
-    the loss masks those positions)."""
-    if cached[chunk[0]].ndim == 1:
-        return torch.stack([cached[i] for i in chunk])
-    out = torch.zeros(len(chunk), 2, width)
-    for r, i in enumerate(chunk):
-        out[r, :, :cached[i].shape[1]] = cached[i]
-    return out
-
-
 def task_loss(out: Any, targets: dict[str, torch.Tensor], teacher: torch.Tensor | None, mask: torch.Tensor,
-              regression: bool, alpha: float, temperature: float) -> torch.Tensor:
-    """The fine-tuning loss with a teacher's outputs mixed in (distill/losses.py); with ``alpha == 1`` exactly
-    the model's own loss."""
+              regression: bool, alpha: float, temperature: float,
+              n_sequences: float | torch.Tensor | None = None) -> torch.Tensor:
+    """The fine-tuning loss with a teacher's outputs mixed in (distill/losses.py); with ``alpha == 1`` (or no
+    teacher) exactly the model's own loss. ``n_sequences``: the global batch's size (see ``FinetuneModule``)."""
     if "start_positions" in targets:
         t_start, t_end = (None, None) if teacher is None else teacher.unbind(1)
         return span_distillation_loss(out.start_logits, out.end_logits, t_start, t_end, targets["start_positions"],
-                                      targets["end_positions"], mask, alpha, temperature)
+                                      targets["end_positions"], mask, alpha, temperature, n_sequences)
     if regression:
-        return regression_distillation_loss(out.logits, teacher, targets["labels"], alpha)
-    return classification_distillation_loss(out.logits, teacher, targets["labels"], alpha, temperature)
+        return regression_distillation_loss(out.logits, teacher, targets["labels"], alpha, n_sequences)
+    return classification_distillation_loss(out.logits, teacher, targets["labels"], alpha, temperature, n_sequences)
 
 
-# ----------------------------------------------------------------------------- data -> batches
-@dataclass
-class Encoded:
-    """Model inputs (unpadded id lists) plus targets: class ids / scores, or span positions."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
-    targets: list[Any]  # label per row (None for test), or (start, end) for SQuAD
-
-
-def encode_glue(examples: Sequence[glue.GlueExample], tokenizer: MobileBertTokenizer, max_len: int) -> Encoded:
-    """Pairs truncated longest-first to ``max_len`` (GLUE sentences rarely reach it; counted in the log)."""
-    a = [e.text_a for e in examples]
-    b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
-    enc = tokenizer(a, b, max_length=max_len, truncation=True)
-    cut = sum(len(ids) >= max_len for ids in enc["input_ids"])
-    if cut:
-        log.info("%d of %d examples reach max_seq_length %d (truncated)", cut, len(examples), max_len)
-    return Encoded(enc["input_ids"], enc["token_type_ids"], [e.label for e in examples])
-
-
-def encode_squad(features: Sequence[squad.SquadFeature]) -> Encoded:
-    return Encoded([f.input_ids for f in features], [f.token_type_ids for f in features],
-                   [(f.start_position, f.end_position) for f in features])
-
-
-def batches(enc: Encoded, rows: Sequence[int], batch_size: int, pad_id: int = 0):
-    """Padded tensors for ``rows`` in the given order: (input_ids, attention_mask, token_type_ids, rows)."""
-    for k in range(0, len(rows), batch_size):
-        chunk = rows[k:k + batch_size]
-        width = max(len(enc.input_ids[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        types = torch.zeros_like(ids)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(chunk):
-            n = len(enc.input_ids[i])
-            ids[r, :n] = torch.tensor(enc.input_ids[i])
-            types[r, :n] = torch.tensor(enc.token_type_ids[i])
-            mask[r, :n] = 1
-        yield ids, mask, types, chunk
-
-
-def _targets(enc: Encoded, chunk: Sequence[int], regression: bool, is_squad: bool) -> dict[str, torch.Tensor]:
-    if is_squad:
-        pos = torch.tensor([enc.targets[i] for i in chunk])
-        return {"start_positions": pos[:, 0], "end_positions": pos[:, 1]}
-    dtype = torch.float32 if regression else torch.long
-    return {"labels": torch.tensor([enc.targets[i] for i in chunk], dtype=dtype)}
-
-
+# ----------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
 def run_model(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0, desc: str = "eval") -> list:
     """Outputs per row, in row order: logits (classification), a score (regression) or (start, end) logits.
@@ -273,7 +203,6 @@ def run_model(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0, 
     return out
 
 
-# ----------------------------------------------------------------------------- evaluation
 def score_glue(task: glue.GlueTask, outputs: list, labels: Sequence) -> tuple[dict[str, float], np.ndarray]:
     preds = _predict_ids(task, outputs)
     return glue.compute_metrics(task, preds, labels), preds
@@ -300,24 +229,6 @@ def evaluate_loaded(model: nn.Module, tokenizer: MobileBertTokenizer, setup: Tas
             outs = run_model(model, enc, batch_size, tokenizer.pad_token_id, desc=split)
             results[split], _ = score_glue(task, outs, [e.label for e in examples])
     return results
-
-
-def load_eval_data(setup: TaskSetup, data_dir: str | Path, tokenizer: MobileBertTokenizer,
-                   splits: Sequence[str] | None = None, limit: int | None = None,
-                   source: str = "tsv") -> dict[str, Any]:
-    """Evaluation splits (default: every dev split) as examples plus encoded inputs."""
-    if setup.is_squad:
-        path = Path(data_dir)
-        path = path if path.is_file() else path / SQUAD_TASKS[setup.task][1]
-        examples = squad.read_squad(path)[:limit]
-        return {"dev": (examples, squad.build_features(examples, tokenizer, setup.max_seq_length,
-                                                       setup.doc_stride, setup.max_query_length))}
-    task = glue.get_task(setup.task)
-    out = {}
-    for split in splits or task.dev_splits:
-        examples = glue.load_examples(task, split, data_dir, source=source, limit=limit)
-        out[split] = (examples, encode_glue(examples, tokenizer, setup.max_seq_length))
-    return out
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, task: str | None = None,
@@ -363,104 +274,131 @@ def _predict_ids(task: glue.GlueTask, outputs: list) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- training
+TARGETS = ("labels", "start_positions", "end_positions")
+
+
+class FinetuneModule(nn.Module):
+    """The task model and its loss in the trainer's calling convention: ``forward(batch, stage, counts)`` ->
+    ``{"task": loss}``. The loss is a sum over the micro-batch divided by the *global* batch's sequence count,
+    so gradient accumulation and DDP add up to exactly the single-process batch loss. A batch carrying
+    ``teacher`` outputs (cached by ``teacher_logits``) mixes them in with weight ``1 - kd_alpha``."""
+
+    def __init__(self, model: nn.Module, regression: bool, kd_alpha: float = 1.0, kd_temperature: float = 1.0) -> None:
+        super().__init__()
+        self.model = model
+        self.regression, self.kd_alpha, self.kd_temperature = regression, kd_alpha, kd_temperature
+
+    def forward(self, batch: dict[str, torch.Tensor], stage: Stage | None = None,
+                counts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        targets = {k: batch[k] for k in TARGETS if k in batch}
+        n = None if counts is None else counts["sequences"]
+        return {"task": task_loss(out, targets, batch.get("teacher"), batch["attention_mask"], self.regression,
+                                  self.kd_alpha, self.kd_temperature, n)}
+
+
+class FinetuneTask:
+    """What ``fit`` trains, plus the per-epoch evaluation: dev metrics, the history, the best epoch saved to
+    ``out_dir/best``. History and best epoch are task state, saved in every checkpoint, so a resumed run
+    reports (and keeps) exactly what an uninterrupted one does."""
+
+    def __init__(self, module: FinetuneModule, tokenizer: MobileBertTokenizer, setup: TaskSetup,
+                 dev: dict[str, Any], out_dir: Path, eval_batch_size: int, steps_per_epoch: int,
+                 rows_per_epoch: int, seed: int) -> None:
+        self.module, self.tokenizer, self.setup, self.dev = module, tokenizer, setup, dev
+        self.out_dir, self.eval_batch_size, self.seed = out_dir, eval_batch_size, seed
+        self.steps_per_epoch, self.rows_per_epoch = steps_per_epoch, rows_per_epoch
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self._t0 = time.perf_counter()
+
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        return {"model": list(self.module.model.named_parameters())}
+
+    def export(self, stage: Stage, out_dir: Path) -> None:
+        """Nothing: the result is the best epoch, already saved by ``evaluate``."""
+
+    def evaluate(self, train_loss: float) -> dict[str, float]:
+        epoch_s = time.perf_counter() - self._t0
+        epoch = len(self.history) + 1
+        metrics = evaluate_loaded(self.module.model, self.tokenizer, self.setup, self.dev, self.eval_batch_size)
+        self.history.append({"epoch": epoch, "step": epoch * self.steps_per_epoch, "train_loss": train_loss,
+                             "epoch_seconds": epoch_s, "seconds_per_1k": 1000 * epoch_s / max(self.rows_per_epoch, 1),
+                             **metrics})
+        log.info("seed %d epoch %d: %s (%.0f s)", self.seed, epoch,
+                 ", ".join(f"{s}: {m['score']:.4f}" for s, m in metrics.items()), epoch_s)
+        score = next(iter(metrics.values()))["score"]
+        if self.best is None or score > self.best["score"]:
+            self.best = {"epoch": epoch, "score": score, "metrics": metrics}
+            save_finetuned(self.module.model, self.tokenizer, self.setup, self.out_dir / "best")
+        self._t0 = time.perf_counter()
+        return {"epoch": epoch, "train_loss": train_loss, "epoch_seconds": epoch_s,
+                **{f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history, self.best = list(state["history"]), state["best"]
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; biases and norm weights (1-D parameters) get no weight decay, as in BERT."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, eps=1e-6)
-
-
-def load_train_data(setup: TaskSetup, data_dir: str | Path, tokenizer: MobileBertTokenizer,
-                    limit: int | None = None, source: str = "tsv") -> Encoded:
-    """Training inputs; ``limit`` keeps a random subset (fixed seed 0, so every run sees the same rows)."""
-    if setup.is_squad:
-        path = Path(data_dir) / SQUAD_TASKS[setup.task][0]
-        examples = squad.read_squad(path, training=True)
-    else:
-        examples = glue.load_examples(setup.task, "train", data_dir, source=source)
-    if limit is not None and limit < len(examples):
-        keep = sorted(random.Random(0).sample(range(len(examples)), limit))
-        examples = [examples[i] for i in keep]
-        log.info("training on a random subset of %d examples", limit)
-    if setup.is_squad:
-        return encode_squad(squad.build_features(examples, tokenizer, setup.max_seq_length, setup.doc_stride,
-                                                 setup.max_query_length))
-    return encode_glue(examples, tokenizer, setup.max_seq_length)
-
-
 def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train: Encoded,
                    dev: dict[str, Any], tokenizer: MobileBertTokenizer, *, seed: int, lr: float,
                    batch_size: int, epochs: int, warmup: float, weight_decay: float, max_grad_norm: float,
-                   eval_batch_size: int, random_init: bool, log_every: int, device: str,
+                   eval_batch_size: int, random_init: bool, log_every: int, d: Dist,
                    teacher: Sequence[torch.Tensor] | None = None, kd_alpha: float = 0.5,
-                   kd_temperature: float = 1.0, dropout: float | None = None) -> dict[str, Any]:
-    """One fine-tuning run; the best epoch (first dev split's score) is saved to ``out_dir/best``.
+                   kd_temperature: float = 1.0, dropout: float | None = None, grad_accum: int = 1,
+                   precision: str = "fp32", save_every: int = 0, keep_last: int = 1,
+                   resume: bool = False) -> dict[str, Any]:
+    """One fine-tuning run through the shared trainer; the best epoch (first dev split's score) is saved to
+    ``out_dir/best``, checkpoints to ``out_dir/checkpoints`` (after every epoch, and every ``save_every`` steps).
 
     ``teacher``: cached teacher outputs per training row (``teacher_logits``), mixed into the loss with
     weight ``1 - kd_alpha`` at temperature ``kd_temperature``."""
     _seed_everything(seed)
-    model = load_model(setup, model_dir, random_init=random_init, dropout=dropout).to(device)
-    regression = not setup.is_squad and glue.get_task(setup.task).is_regression
-    steps_per_epoch = math.ceil(len(train.input_ids) / batch_size)
-    total = steps_per_epoch * epochs
+    model = load_model(setup, model_dir, random_init=random_init, dropout=dropout)
+    module = FinetuneModule(model, setup.is_regression, kd_alpha if teacher is not None else 1.0, kd_temperature)
+    slots = d.world * grad_accum
+    if batch_size % slots:
+        raise ValueError(f"--batch-size {batch_size} is not divisible by {d.world} process(es) x --grad-accum "
+                         f"{grad_accum}")
+    per_epoch = steps_per_epoch(len(train), batch_size, slots)
+    if per_epoch == 0:
+        raise ValueError(f"{len(train)} training examples are too few for one batch of {batch_size}")
+    if len(train) % batch_size and per_epoch * batch_size < len(train):
+        log.info("the last %d examples of each epoch are dropped: too few to give each of %d process(es) x %d "
+                 "accumulation steps one", len(train) % batch_size, d.world, grad_accum)
+    total = per_epoch * epochs
     warmup_steps = int(warmup * total) if warmup < 1 else int(warmup)
-    opt = _optimizer(model, lr, weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, warmup_steps, total))
-    gen = torch.Generator().manual_seed(seed)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    step = 0
-    with MetricsLogger(out_dir) as logger:
-        for epoch in range(1, epochs + 1):
-            # ---- train one epoch
-            model.train()
-            order = torch.randperm(len(train.input_ids), generator=gen).tolist()
-            t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-            bar = tqdm(batches(train, order, batch_size, tokenizer.pad_token_id), total=steps_per_epoch,
-                       desc=f"seed {seed} epoch {epoch}/{epochs}", leave=False)
-            for ids, mask, types, chunk in bar:
-                targets = {k: v.to(device) for k, v in _targets(train, chunk, regression, setup.is_squad).items()}
-                if teacher is None:
-                    loss = model(ids.to(device), mask.to(device), types.to(device), **targets).loss
-                else:
-                    out = model(ids.to(device), mask.to(device), types.to(device))
-                    loss = task_loss(out, targets, teacher_batch(teacher, chunk, ids.shape[1]).to(device),
-                                     mask.to(device), regression, kd_alpha, kd_temperature)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                opt.step()
-                sched.step()
-                step += 1
-                seen += len(chunk)
-                loss_sum += loss.item() * len(chunk)
-                if step % log_every == 0 or step == total:
-                    logger.log(step, loss=loss.item(), lr=sched.get_last_lr()[0], grad_norm=float(grad_norm))
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
-            epoch_s = time.perf_counter() - t0
-            # ---- evaluate; keep the best epoch
-            metrics = evaluate_loaded(model, tokenizer, setup, dev, eval_batch_size)
-            first = next(iter(metrics.values()))
-            record = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(seen, 1),
-                      "epoch_seconds": epoch_s, "seconds_per_1k": 1000 * epoch_s / max(seen, 1), **metrics}
-            history.append(record)
-            logger.log(step, epoch=epoch, train_loss=record["train_loss"], epoch_seconds=epoch_s,
-                       **{f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()})
-            log.info("seed %d epoch %d: %s (%.0f s)", seed, epoch,
-                     ", ".join(f"{s}: {m['score']:.4f}" for s, m in metrics.items()), epoch_s)
-            if best is None or first["score"] > best["score"]:
-                best = {"epoch": epoch, "score": first["score"], "metrics": metrics}
-                save_finetuned(model, tokenizer, setup, out_dir / "best")
-    return {"seed": seed, "best_epoch": best["epoch"], "best": best["metrics"], "history": history,
+    stage = Stage("finetune", total, {"task": 1.0}, [], {"model": 1.0}, (warmup_steps + 0.5) / total)
+    cfg = TrainConfig(out_dir=str(out_dir), optimizer="adamw", lr=lr, eps=1e-6, weight_decay=weight_decay,
+                      batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
+                      precision=precision, save_every=save_every, keep_last=keep_last, log_every=log_every,
+                      eval_every=per_epoch, save_on_eval=True, seed=None)  # seeded above, before the model
+    task = FinetuneTask(module, tokenizer, setup, dev, out_dir, eval_batch_size, per_epoch,
+                        min(len(train), per_epoch * batch_size), seed)
+
+    def make_loader(epoch: int) -> FinetuneLoader:
+        return FinetuneLoader(train, seed=seed, epoch=epoch, batch_size=batch_size, grad_accum=grad_accum,
+                              rank=d.rank, world=d.world, pad_id=tokenizer.pad_token_id,
+                              regression=setup.is_regression, is_squad=setup.is_squad, teacher=teacher)
+
+    if not resume and d.main:  # a fresh run: an earlier run's checkpoints must not be resumed later
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    fit(task, [stage], make_loader, cfg, resume=resume, d=d)
+    if d.world > 1:  # every rank returns rank 0's history
+        state = [task.state_dict()]
+        dist.broadcast_object_list(state, src=0)
+        task.load_state_dict(state[0])
+    if task.best is None:
+        raise RuntimeError(f"{out_dir}: no epoch was evaluated")
+    return {"seed": seed, "best_epoch": task.best["epoch"], "best": task.best["metrics"], "history": task.history,
             "best_dir": str(out_dir / "best")}
 
 
@@ -478,7 +416,9 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
              max_eval_examples: int | None = None, doc_stride: int = 128, max_query_length: int = 64,
              max_answer_length: int = 30, random_init: bool = False, source: str = "tsv",
              log_every: int = 20, device: str | None = None, teacher: str | None = None,
-             kd_alpha: float = 0.5, kd_temperature: float = 1.0, dropout: float | None = None) -> dict[str, Any]:
+             kd_alpha: float = 0.5, kd_temperature: float = 1.0, dropout: float | None = None,
+             grad_accum: int = 1, precision: str = "fp32", save_every: int = 0, keep_last: int = 1,
+             resume: bool = False) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``task`` once per seed; returns (and writes ``out_dir/results.json``)
     per-seed best dev metrics and their mean and standard deviation.
 
@@ -486,28 +426,35 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
     root (or the task folder), or the folder holding SQuAD's train/dev JSON files. ``device`` defaults to
     CUDA when available. ``teacher``: a model fine-tuned on the same task (task-specific distillation);
     its outputs on the training set are computed once, scored on dev, and mixed into every seed's loss.
-    ``dropout`` overrides the checkpoint's hidden, attention and classifier dropout."""
+    ``dropout`` overrides the checkpoint's hidden, attention and classifier dropout.
+
+    Under ``torchrun`` every process runs this; ``batch_size`` is the global batch (all processes, all
+    ``grad_accum`` micro-batches), rank 0 evaluates and writes. ``precision`` fp32 or bf16 (autocast).
+    ``resume`` continues each seed from its latest checkpoint (a finished seed is not trained again)."""
     if not 0.0 <= kd_alpha <= 1.0:
         raise ValueError(f"--kd-alpha must be in [0, 1], got {kd_alpha}")
     if kd_temperature <= 0:
         raise ValueError(f"--kd-temperature must be > 0, got {kd_temperature}")
     dropout_overrides(dropout)  # refuse a bad value before any data is read
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    d = init_distributed()
+    if device is not None:
+        d.device = torch.device(device)
     setup = TaskSetup(task_name(task), max_seq_length, doc_stride, max_query_length, max_answer_length)
     out = Path(out_dir)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
-    t_model = load_teacher(setup, teacher, tokenizer).to(device) if teacher is not None else None
+    t_model = load_teacher(setup, teacher, tokenizer).to(d.device) if teacher is not None else None
     train = load_train_data(setup, data_dir, tokenizer, max_train_examples, source)
     dev = load_eval_data(setup, data_dir, tokenizer, limit=max_eval_examples, source=source)
     hparams = {"task": setup.task, "model": str(model_dir), "lr": lr, "batch_size": batch_size, "epochs": epochs,
                "max_seq_length": max_seq_length, "warmup": warmup, "weight_decay": weight_decay,
                "seeds": list(seeds), "train_examples": len(train.input_ids), "random_init": random_init,
-               "device": device, "torch_threads": torch.get_num_threads(), "dropout": dropout}
+               "device": str(d.device), "torch_threads": torch.get_num_threads(), "dropout": dropout,
+               "grad_accum": grad_accum, "precision": precision, "world_size": d.world}
     cached = None
     if t_model is not None:
         t0 = time.perf_counter()
         cached = teacher_logits(t_model, train, eval_batch_size, tokenizer.pad_token_id)
-        t_dev = evaluate_loaded(t_model, tokenizer, setup, dev, eval_batch_size)
+        t_dev = evaluate_loaded(t_model, tokenizer, setup, dev, eval_batch_size) if d.main else {}
         del t_model
         hparams.update(teacher=str(teacher), kd_alpha=kd_alpha, kd_temperature=kd_temperature, teacher_dev=t_dev,
                        teacher_seconds=time.perf_counter() - t0)
@@ -519,10 +466,13 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
                                    lr=lr, batch_size=batch_size, epochs=epochs, warmup=warmup,
                                    weight_decay=weight_decay, max_grad_norm=max_grad_norm,
                                    eval_batch_size=eval_batch_size, random_init=random_init,
-                                   log_every=log_every, device=device, teacher=cached, kd_alpha=kd_alpha,
-                                   kd_temperature=kd_temperature, dropout=dropout))
+                                   log_every=log_every, d=d, teacher=cached, kd_alpha=kd_alpha,
+                                   kd_temperature=kd_temperature, dropout=dropout, grad_accum=grad_accum,
+                                   precision=precision, save_every=save_every, keep_last=keep_last,
+                                   resume=resume))
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    if d.main:
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -12,6 +12,7 @@ Run it plainly for one process, or under ``torchrun`` (gloo on CPU, nccl on GPU)
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -62,7 +63,8 @@ class TrainConfig:
     keep_last: int = 3
     log_every: int = 10
     eval_every: int = 0  # call the task's evaluate() every N optimizer steps and at each stage end (0: never)
-    seed: int = 0
+    save_on_eval: bool = False  # also checkpoint right after each evaluation (fine-tuning: every epoch)
+    seed: int | None = 0  # None: keep the RNG state the recipe left (it seeded before building the model)
     tensorboard: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +88,11 @@ class Loader(Protocol):
 
 
 class Task(Protocol):
-    """What the loop trains: an nn.Module returning loss terms, its parameter groups and its exports."""
+    """What the loop trains: an nn.Module returning loss terms, its parameter groups and its exports.
+
+    Optional: ``evaluate()`` (or ``evaluate(train_loss)``, the mean per-sequence training loss since the last
+    evaluation) returning metrics to log; ``state_dict()`` / ``load_state_dict()`` for task state that must
+    survive a resume (e.g. the best epoch so far), saved in every checkpoint."""
 
     module: nn.Module
 
@@ -207,11 +213,17 @@ def _check_finite(terms: dict[str, Tensor], step: int, last_ckpt: Path | None) -
                                      f"{last_ckpt or 'none'}")
 
 
-def _evaluate(task: Task, logger: MetricsLogger | None, step: int, d: Dist) -> None:
-    """The task's own metrics (e.g. STS-B of a sentence encoder), on rank 0 only, logged at ``step``."""
+def _evaluate(task: Task, logger: MetricsLogger | None, step: int, d: Dist, period: Tensor) -> None:
+    """The task's own metrics (e.g. STS-B of a sentence encoder, a fine-tuned model's dev score), on rank 0
+    only, logged at ``step``. ``period`` (loss x sequences, sequences since the last evaluation; this rank's
+    share of the first) is summed over ranks and reset on every rank."""
     evaluate = getattr(task, "evaluate", None)
+    loss_sum = _all_reduce(period[:1].clone().to(d.device), d).cpu()
+    train_loss = float(loss_sum[0] / period[1].clamp_min(1))
+    period.zero_()
     if evaluate is not None and d.main:
-        metrics = evaluate()
+        takes_loss = "train_loss" in inspect.signature(evaluate).parameters
+        metrics = evaluate(train_loss=train_loss) if takes_loss else evaluate()
         if metrics:
             logger.log(step, **metrics)
             log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
@@ -237,6 +249,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
     module = task.module.to(d.device)
     batches = Batches(make_loader)
     start_stage, start_step, global_step, opt_state = 0, 0, 0, None
+    period = torch.zeros(2, dtype=torch.float64)  # for evaluate(train_loss): loss x sequences, sequences
     last_ckpt = latest_checkpoint(ckpt_root) if resume else None
     if resume and last_ckpt is None:
         log.info("--resume: no checkpoint under %s; starting from scratch", ckpt_root)
@@ -250,9 +263,13 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
         opt_state = state["optimizer"]
         batches.load_state_dict(state["data"][d.rank])
         set_rng_state(state["rng"][d.rank])
+        if "period" in state:
+            period = state["period"][d.rank].clone()
+        if state.get("task") is not None:
+            task.load_state_dict(state["task"])  # type: ignore[attr-defined]
         log.info("resumed from %s (stage %d, step %d of it, global step %d)", last_ckpt, start_stage, start_step,
                  global_step)
-    else:
+    elif cfg.seed is not None:
         torch.manual_seed(cfg.seed)
 
     logger = MetricsLogger(out, tensorboard=cfg.tensorboard) if d.main else None
@@ -264,13 +281,15 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
 
     def checkpoint(stage_index: int, stage_step: int, optimizer: torch.optim.Optimizer | None) -> Path | None:
         rngs, cursors = _all_gather(rng_state(), d), _all_gather(batches.state_dict(), d)
+        periods = _all_gather(period.clone(), d)
         path = None
         if d.main:
+            task_state = task.state_dict() if hasattr(task, "state_dict") else None
             path = save_checkpoint(ckpt_root, global_step, {
                 "model": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                 "stage_index": stage_index, "stage_step": stage_step, "global_step": global_step,
                 "stage_name": stages[stage_index].name if stage_index < len(stages) else "done",
-                "rng": rngs, "data": cursors, "world_size": d.world,
+                "rng": rngs, "data": cursors, "world_size": d.world, "period": periods, "task": task_state,
             }, keep_last=cfg.keep_last)
         if d.world > 1:
             dist.barrier()
@@ -305,16 +324,21 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
             micro = [{k: v.to(d.device) for k, v in next(batches).items()} for _ in range(cfg.grad_accum)]
             counts = {k: v.to(d.device) for k, v in batch_counts(micro, d).items()}
             step_terms: dict[str, Tensor] = {}
+            step_loss = torch.zeros((), dtype=torch.float64, device=d.device)
             for k, batch in enumerate(micro):
                 sync = contextlib.nullcontext() if (d.world == 1 or k == len(micro) - 1) else model.no_sync()
                 with sync:
                     with autocast:
                         terms = model(batch, stage, counts)
                     _check_finite(terms, global_step + 1, last_ckpt)
-                    loss = weighted_total(terms, stage.terms) * d.world  # DDP averages gradients over ranks
+                    loss = weighted_total(terms, stage.terms)
+                    step_loss += loss.detach().double()
+                    loss = loss * d.world  # DDP averages gradients over ranks
                     (scaler.scale(loss) if scaler else loss).backward()
                 for name, v in terms.items():
                     step_terms[name] = step_terms.get(name, 0.0) + v.detach().float()
+            period += torch.stack([step_loss.cpu() * counts["sequences"].cpu().double(),
+                                   counts["sequences"].cpu().double()])
             # -- clip and step
             if scaler:
                 scaler.unscale_(optimizer)
@@ -344,10 +368,13 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
                                grad_norm=float(grad_norm), samples_per_s=rate, memory_mb=_memory_mb(d.device), **lrs)
                     bar.set_postfix(loss=f"{total:.4g}", samples_s=f"{rate:.1f}")
             bar.update(1)
-            if cfg.eval_every and (global_step % cfg.eval_every == 0 or done):
-                _evaluate(task, logger, global_step, d)
+            evaluated = bool(cfg.eval_every and (global_step % cfg.eval_every == 0 or done))
+            if evaluated:
+                _evaluate(task, logger, global_step, d, period)
+                module.train()  # evaluation may have switched it to eval mode
             # -- checkpoint
-            if cfg.save_every and global_step % cfg.save_every == 0 and not done:
+            if not done and ((cfg.save_every and global_step % cfg.save_every == 0)
+                             or (evaluated and cfg.save_on_eval)):
                 last_ckpt = checkpoint(si, stage_step + 1, optimizer)
         bar.close()
         # -- stage end: checkpoint (next stage, step 0) and a from_pretrained-loadable export
@@ -355,8 +382,10 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
         if d.main:
             stage_dir = out / "stages" / stage.name
             task.export(stage, stage_dir)
-            exports[stage.name] = str(stage_dir)
-            log.info("stage %s done at global step %d -> %s", stage.name, global_step, stage_dir)
+            if stage_dir.exists():  # a task may keep its result elsewhere (fine-tuning: the best epoch)
+                exports[stage.name] = str(stage_dir)
+            log.info("stage %s done at global step %d%s", stage.name, global_step,
+                     f" -> {stage_dir}" if stage_dir.exists() else "")
         if d.world > 1:
             dist.barrier()
     if logger:
