@@ -484,23 +484,41 @@ def _sts(sub: argparse._SubParsersAction) -> Runner:
 def _export(sub: argparse._SubParsersAction) -> Runner:
     p = _parser(sub, "export", "Export a checkpoint after a parity check against PyTorch: ONNX (dynamic batch/"
                 "sequence; --int8 adds model.int8.onnx), or a phone file: ExecuTorch .pte / LiteRT .tflite "
-                "(fixed --seq-len, --int8 makes the file itself int8).",
-                "mobilebert export --format onnx --int8 runs/sst2/best exported/sst2")
+                "(fixed --seq-len, --int8 makes the file itself int8), or a MediaPipe .tflite that apps run on raw "
+                "text with TextClassifier (classifier checkpoints) or TextEmbedder (encoders).",
+                "mobilebert export --format onnx --int8 runs/sst2/best exported/sst2\n"
+                "  mobilebert export --format mediapipe --int8 runs/sst2/best sst2.tflite")
     p.add_argument("model_dir", help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("out", help="output folder (onnx) or file (.pte / .tflite); must not exist unless --overwrite; "
                    "written atomically")
-    p.add_argument("--format", default="onnx", choices=["onnx", "executorch", "litert"],
-                   help="onnx (ONNX Runtime), executorch (XNNPACK) or litert (needs `pip install executorch` / "
-                   "`pip install litert-torch`)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "executorch", "litert", "mediapipe"],
+                   help="onnx (ONNX Runtime), executorch (XNNPACK), litert or mediapipe (LiteRT + tokenizer "
+                   "metadata; needs `pip install executorch` / `pip install litert-torch` / "
+                   "`pip install litert-torch mediapipe`)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization, per-channel weights")
     p.add_argument("--seq-len", type=int, default=128, help="executorch/litert: the fixed sequence length "
                    "(the app right-pads)")
+    p.add_argument("--labels", help="mediapipe classifier: comma-separated class names in id order (default: "
+                   "the checkpoint's id2label; GLUE tasks get readable names, e.g. negative,positive)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     def run(a: argparse.Namespace) -> int:
         from .deploy.onnx import ExportError, export_checkpoint, load_for_export
 
         try:
+            if a.format == "mediapipe":
+                try:
+                    from .deploy.mediapipe import export_mediapipe
+
+                    r = export_mediapipe(a.model_dir, a.out, int8=a.int8, seq_len=a.seq_len, overwrite=a.overwrite,
+                                         labels=a.labels.split(",") if a.labels else None)
+                except ModuleNotFoundError as e:
+                    raise ValueError(f"--format mediapipe needs `pip install litert-torch mediapipe` ({e.name} is "
+                                     "missing)") from None
+                what = f"TextClassifier, labels {', '.join(r.labels)}" if r.labels else "TextEmbedder"
+                print(f"{r.path}: {r.path.stat().st_size / 2**20:.1f} MB, {what}, seq {a.seq_len}, "
+                      f"{'int8' if a.int8 else 'fp32'}, MediaPipe on raw text matches PyTorch ({r.parity:.1e})")
+                return 0
             if a.format != "onnx":
                 from .deploy import mobile
 

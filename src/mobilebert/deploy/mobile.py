@@ -222,19 +222,11 @@ def _check_target(model: nn.Module, out_path: Path, seq_len: int, overwrite: boo
         raise ValueError(f"seq_len must be in [3, {limit}], got {seq_len}")
 
 
-def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = False, seq_len: int = 128,
-                  batch: int = 1, overwrite: bool = False) -> Path:
-    """Export ``model`` (any MobileBERT class, eager) to a LiteRT ``.tflite`` flatbuffer with litert-torch.
-
-    ``int8`` applies litert-torch's dynamic int8 recipe (channel-wise int8 weights of every fully-connected
-    op). Same parity gate and atomic write as :func:`export_executorch`.
-    """
+def convert_litert(module: nn.Module, example: tuple[Tensor, ...], int8: bool = False):
+    """litert-torch's conversion of ``module`` at the shapes of ``example`` (an in-memory LiteRT model with
+    ``export(path)``); ``int8``: its dynamic recipe, channel-wise int8 weights of every fully-connected op."""
     import litert_torch
 
-    out_path = Path(out_path)
-    _check_target(model, out_path, seq_len, overwrite)
-    model = model.eval()
-    fast = optimize_for_inference(model)
     quant = None
     if int8:
         from litert_torch.generative.quantize import quant_recipes
@@ -242,10 +234,24 @@ def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = Fa
         quant = quant_recipes.full_dynamic_recipe()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        edge = litert_torch.convert(_Positional(fast).eval(), _example(fast.config, batch, seq_len, pad=False),
-                                    quant_config=quant)
+        return litert_torch.convert(module, example, quant_config=quant)
+
+
+def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = False, seq_len: int = 128,
+                  batch: int = 1, overwrite: bool = False) -> Path:
+    """Export ``model`` (any MobileBERT class, eager) to a LiteRT ``.tflite`` flatbuffer with litert-torch.
+
+    ``int8`` applies litert-torch's dynamic int8 recipe (channel-wise int8 weights of every fully-connected
+    op). Same parity gate and atomic write as :func:`export_executorch`.
+    """
+    out_path = Path(out_path)
+    _check_target(model, out_path, seq_len, overwrite)
+    model = model.eval()
+    fast = optimize_for_inference(model)
+    edge = convert_litert(_Positional(fast).eval(), _example(fast.config, batch, seq_len, pad=False), int8)
     return _write_checked(out_path, lambda p: edge.export(str(p)), lambda p: LiteRTModel(p, fast.output_names()),
                           model, int8, batch, seq_len, "LiteRT")
 
 
-__all__ = ["ExecuTorchModel", "LiteRTModel", "export_executorch", "export_litert", "mobile_parity_error"]
+__all__ = ["ExecuTorchModel", "LiteRTModel", "convert_litert", "export_executorch", "export_litert",
+           "mobile_parity_error"]
