@@ -240,6 +240,10 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process returns the same results
             print(format_summary(results))
             print(f"results: {a.out}/results.json")
+            from .sanity import finetune_notes
+
+            for note in finetune_notes(results, a.data if a.source != "datasets" else None):  # at chance: say so
+                print(f"note: {note}")
         return 0
 
     return run
@@ -547,7 +551,7 @@ def _export(sub: argparse._SubParsersAction) -> Runner:
 def _bench(sub: argparse._SubParsersAction) -> Runner:
     p = _parser(sub, "bench", "Latency (median, p90) of eager, optimized, bf16, ONNX Runtime fp32/int8, torch int8 "
                 "and transformers on the same weights over batch x seq x threads; sizes; JSON + PNG.",
-                "mobilebert bench runs/sst2/best --batches 1 --seqs 128 --threads 2 --repeats 5")
+                "mobilebert bench runs/sst2/seed-1/best --batches 1 --seqs 128 --threads 2 --repeats 5")
     p.add_argument("model_dir", help="checkpoint folder")
     p.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes of the grid")
