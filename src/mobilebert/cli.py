@@ -490,8 +490,8 @@ def _export(sub: argparse._SubParsersAction) -> Runner:
                 "sequence; --int8 adds model.int8.onnx), or a phone file: ExecuTorch .pte / LiteRT .tflite "
                 "(fixed --seq-len, --int8 makes the file itself int8), or a MediaPipe .tflite that apps run on raw "
                 "text with TextClassifier (classifier checkpoints) or TextEmbedder (encoders).",
-                "mobilebert export --format onnx --int8 runs/sst2/best exported/sst2\n"
-                "  mobilebert export --format mediapipe --int8 runs/sst2/best sst2.tflite")
+                "mobilebert export --format onnx --int8 runs/sst2/seed-1/best exported/sst2\n"
+                "  mobilebert export --format mediapipe --int8 runs/sst2/seed-1/best sst2.tflite")
     p.add_argument("model_dir", help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("out", help="output folder (onnx) or file (.pte / .tflite); must not exist unless --overwrite; "
                    "written atomically")
