@@ -154,6 +154,8 @@ CASES: list[tuple[list[str], str]] = [
     (["predict", "--model", "W/finetuned", "--file", "missing.txt"], "--file missing.txt"),
     (["predict", "--model", "W/finetuned", "--question", "who?"], "--context"),
     (["predict", "--model", "W/finetuned", "--top-k", "0", "a"], "--top-k"),
+    (["predict", "--model", "W/finetuned", "--pair", "a", "b"], "--pair: sst2 takes single sentences"),
+    (["predict", "--model", "W/finetuned", "--question", "who?", "--context", "me."], "--question"),
     # prepare-pretraining
     (["prepare-pretraining", "W/checkpoints_dir", "--out", "data"], "model.safetensors"),
     (["prepare-pretraining", "W/binary.bin", "--out", "data"], "binary.bin"),

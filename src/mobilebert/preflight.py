@@ -13,7 +13,6 @@ from typing import Any
 
 from .validate import (
     UsageError,
-    _type_name,
     at_least,
     checkpoint_dir,
     existing_dir,
@@ -24,6 +23,7 @@ from .validate import (
     model_config,
     one_of,
     text_file,
+    type_name,
     weight_names,
 )
 
@@ -32,8 +32,6 @@ def _threads(a: Any) -> None:
     t = getattr(a, "threads", None)
     for v in t if isinstance(t, list) else [t]:
         at_least("--threads", v, 1)
-
-
 
 
 def _seq_fits(flag: str, seq: int | None, cfg: Any, where: str) -> None:
@@ -144,7 +142,7 @@ def _finetune_config(a: Any) -> dict[str, Any]:
             continue
         want = (int, float) if isinstance(default, float) else type(default) if default is not None else None
         if want is not None and (not isinstance(value, want) or isinstance(value, bool) != (want is bool)):
-            raise UsageError(f"{a.config}: {key} must be {_type_name(type(default))}, got {value!r}")
+            raise UsageError(f"{a.config}: {key} must be {type_name(type(default))}, got {value!r}")
         _finetune_value(f"{a.config}: {key}", key, value)
     return raw
 
@@ -250,7 +248,20 @@ def check_predict(a: Any) -> None:
         text_file(a.file, "--file")
     elif not (a.texts or a.pair or a.question):
         raise UsageError("nothing to predict: give sentences, --pair, --question/--context or --file")
-    _finetuned(a)
+    _, task = _finetuned(a)
+    if task.startswith("squad"):
+        if a.texts or a.pair:
+            raise UsageError(f"--model {a.model} answers questions ({task}): give --question and --context")
+        return
+    from .data import glue
+
+    pairs = len(glue.get_task(task).text) == 2
+    if a.question:
+        raise UsageError(f"--question: {a.model} is a {task} classifier, not a question-answering model")
+    if a.pair and not pairs:
+        raise UsageError(f"--pair: {task} takes single sentences; give them as arguments")
+    if a.texts and pairs:
+        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
 
 
 def check_prepare_pretraining(a: Any) -> None:

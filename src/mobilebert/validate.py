@@ -152,7 +152,7 @@ def fresh_output(path: str | os.PathLike, name: str, overwrite: bool = False, re
 
 
 # ----------------------------------------------------------------------------- config values
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
              dict: "a mapping", tuple: "a list"}
     origin = typing.get_origin(tp) or tp
@@ -218,7 +218,7 @@ def check_fields(cls: type, values: dict[str, Any], where: str, prefix: str = ""
             continue
         ok, out[f.name] = _coerce(hints[f.name], values[f.name])
         if not ok:
-            raise UsageError(f"{where}: {prefix}{f.name} must be {_type_name(hints[f.name])}, "
+            raise UsageError(f"{where}: {prefix}{f.name} must be {type_name(hints[f.name])}, "
                              f"got {values[f.name]!r}")
     return out
 
