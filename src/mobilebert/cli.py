@@ -664,12 +664,14 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`) stops like Ctrl-C: checkpoints kept, one line, no traceback."""
+def _stop_on_sigterm() -> Callable[[], None]:
+    """SIGTERM (a scheduler, `kill`) stops like Ctrl-C: checkpoints kept, one line, no traceback. Returns what
+    puts the previous handler back (main() is also called in-process, by tests and scripts)."""
     import contextlib
     import signal
 
     me = os.getpid()
+    before = signal.getsignal(signal.SIGTERM)
 
     def stop(signum: int, frame: object) -> None:
         if os.getpid() != me:  # a forked worker (data preparation) being terminated: die as usual, quietly
@@ -679,6 +681,12 @@ def _stop_on_sigterm() -> None:
 
     with contextlib.suppress(ValueError):  # not the main thread (embedded use)
         signal.signal(signal.SIGTERM, stop)
+
+    def restore() -> None:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, before)
+
+    return restore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -692,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     from .preflight import check_command
 
     _NEW_OUTPUTS.clear()
-    _stop_on_sigterm()
+    restore_sigterm = _stop_on_sigterm()
     if not sys.stderr.isatty():  # a log, not a terminal: tqdm bars redraw at most every 30 s (mobilebert.progress
         os.environ.setdefault("TQDM_MININTERVAL", "30")  # bars write log lines instead)
     name = f"mobilebert {args.command}"
@@ -726,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         print(f"{name}: failed: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":
