@@ -105,6 +105,15 @@ def _has_text(path: Path) -> bool:
         return bool(f.read(TEXT_PROBE_BYTES).strip())
 
 
+def _init_pool_worker(*args: Any) -> None:
+    """A pool worker leaves Ctrl-C to the parent, which stops the pool and reports once (a terminal sends
+    SIGINT to every process of the group; each worker would otherwise print its own traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(*args)
+
+
 def _map(pool: Any, fn: Any, tasks: Iterable, window: int = 4) -> Iterator:
     """Ordered map with at most ``window`` tasks per worker in flight (Pool.imap would read the whole corpus
     ahead into memory)."""
@@ -175,7 +184,7 @@ def prepare_pretraining(
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     init_args = (tok.backend.to_str(), str(work))
     saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=init_args) if workers > 1 else None
+    pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=init_args) if workers > 1 else None
     try:
         if pool is None:
             _init_worker(*init_args)
