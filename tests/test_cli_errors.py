@@ -339,3 +339,24 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
     rc, err = start_and_stop(again, lambda: {p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*")}
                              - first != set())
     assert rc == 130 and "resumed from run/checkpoints/step-" in err and "Traceback" not in err, err
+
+
+def test_the_one_rule_for_existing_outputs(tmp_path):
+    from mobilebert.validate import UsageError, fresh_output
+
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("{}\n")
+    assert fresh_output(run, "train.out_dir", resume=True, resumable=True) == run  # stopped before a checkpoint
+    with pytest.raises(UsageError, match="--overwrite"):
+        fresh_output(run, "train.out_dir", resumable=True)
+    (run / "notes.txt").write_text("mine\n")  # not a run's own file: --resume does not claim the folder
+    with pytest.raises(UsageError, match="no checkpoint to resume"):
+        fresh_output(run, "train.out_dir", resume=True, resumable=True)
+    (run / "checkpoints" / "step-00000004").mkdir(parents=True)
+    (run / "checkpoints" / "step-00000004" / "state.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match="add --resume to continue it"):
+        fresh_output(run, "train.out_dir", resumable=True)
+    assert fresh_output(run, "train.out_dir", resume=True, resumable=True) == run
+    assert fresh_output(run, "train.out_dir", overwrite=True) == run
+    assert fresh_output(tmp_path / "new", "--out") == tmp_path / "new"

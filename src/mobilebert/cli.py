@@ -603,8 +603,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Outputs this invocation created (they did not exist before it): removed again when it fails, so a failed
 # run never leaves a partial folder; kept when they hold checkpoints an interrupted run can resume from.
 _NEW_OUTPUTS: list[str] = []
-# What --overwrite removes from a training folder before the run (stale checkpoints would be resumed later).
-_RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
 
 
 def claim_output(path: str | os.PathLike, overwrite: bool = False, training: bool = False) -> None:
@@ -613,12 +611,14 @@ def claim_output(path: str | os.PathLike, overwrite: bool = False, training: boo
     import shutil
     from pathlib import Path
 
+    from .validate import RUN_ARTIFACTS
+
     p = Path(path)
     if not p.exists():  # what a failure removes: the first folder on the way that did not exist
         new = [q for q in [p, *p.parents] if not q.exists()]
         _NEW_OUTPUTS.append(str(new[-1]))
     elif overwrite and training and p.is_dir():
-        for pattern in _RUN_ARTIFACTS:
+        for pattern in RUN_ARTIFACTS:  # stale checkpoints would be resumed by a later --resume
             for old in p.glob(pattern):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# What a training run writes into its folder; --overwrite removes these (never other files).
+RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TEXT_PROBE_BYTES = 1 << 16
 
@@ -145,6 +147,8 @@ def fresh_output(path: str | os.PathLike, name: str, overwrite: bool = False, re
             return p
         raise UsageError(f"{name} {p}: holds checkpoints of an earlier run; add --resume to continue it, or "
                          "--overwrite to start over")
+    if resume and p.is_dir() and all(any(q.match(pattern) for pattern in RUN_ARTIFACTS) for q in p.iterdir()):
+        return p  # a run stopped before its first checkpoint (a requeued job): --resume starts it again
     if resume:
         raise UsageError(f"{name} {p}: already exists but holds no checkpoint to resume; use --overwrite to "
                          "start over, or another folder")
