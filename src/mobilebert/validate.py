@@ -27,10 +27,10 @@ class UsageError(ValueError):
 
 
 # ----------------------------------------------------------------------------- numbers
-def at_least(name: str, value: float | None, low: float, what: str = "") -> None:
+def at_least(name: str, value: float | None, low: float) -> None:
     """``value >= low`` (None passes: the option was not given)."""
     if value is not None and value < low:
-        raise UsageError(f"{name} must be >= {low}{what}, got {value}")
+        raise UsageError(f"{name} must be >= {low}, got {value}")
 
 
 def in_range(name: str, value: float | None, low: float, high: float, *, low_open: bool = False,
