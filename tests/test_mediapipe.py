@@ -27,7 +27,7 @@ from mobilebert.tokenizer import MobileBertTokenizer
 INSTALL = "needs `pip install litert-torch mediapipe` (make mobile-venv)"
 HAVE = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "mediapipe"))
 needs_mediapipe = pytest.mark.skipif(not HAVE, reason=INSTALL)
-SEQ = 64  # SST-2 dev sentences run up to 66 tokens: a few are truncated, as in an app
+SEQ = 64  # SST-2 dev sentences are at most 55 tokens; longer test strings are truncated, as in an app
 
 
 @pytest.fixture(scope="module")
