@@ -79,7 +79,8 @@ CASES: list[tuple[list[str], str]] = [
     (["info", "--preset", "nope"], "--preset"),
     (["info", "--seq", "0"], "--seq"),
     (["info", "--model", "missing"], "--model missing"),
-    (["info", "--model", "W/encoder", "--seq", "4096"], "max_position_embeddings"),
+    (["info", "--model", "W/encoder", "--layers", "2"], "--layers"),
+    (["info", "--model", "W/existing"], "no config.json"),
     # demo
     (["demo", "--out", "W/existing"], "--overwrite"),
     # pretrain-teacher

@@ -50,7 +50,8 @@ def _info(sub: argparse._SubParsersAction) -> Runner:
     src.add_argument("--preset", default="mobilebert", help="preset name (default: mobilebert)")
     src.add_argument("--model", help="a checkpoint directory instead of a preset")
     p.add_argument("--layers", type=int, help="override num_hidden_layers (presets only)")
-    p.add_argument("--seq", type=int, default=128, help="sequence length for the latency probe")
+    p.add_argument("--seq", type=int, default=128, help="sequence length for the latency probe (cut to the "
+                   "model's max_position_embeddings)")
     p.add_argument("--text", default="MobileBERT is a compact task-agnostic BERT for resource-limited devices.",
                    help="the sentence the latency probe encodes")
 

@@ -45,10 +45,10 @@ def check_info(a: Any) -> None:
 
     at_least("--layers", a.layers, 1)
     at_least("--seq", a.seq, 1)
-    if a.model:
+    if a.model:  # a --seq beyond the model's positions is cut to them (model_info), not refused
         if a.layers:
             raise UsageError("--layers overrides presets only; it cannot change a --model checkpoint")
-        _seq_fits("--seq", a.seq, model_config(a.model, "--model"), a.model)
+        model_config(a.model, "--model")
     else:
         one_of("--preset", a.preset, PRESETS)
 
