@@ -63,7 +63,7 @@ CASES = [("mobilebert", h) for h in HEADS] + [(p, h) for p in PRESETS[1:] for h 
 @pytest.mark.parametrize(("preset", "head"), CASES, ids=lambda v: v if isinstance(v, str) else v.__name__)
 def test_fp32_matches_eager(preset, head):
     model = perturbed(head(small_config(preset)))
-    fast = model.optimize_for_inference()
+    fast = optimize_for_inference(model)
     assert isinstance(fast, FastMobileBert)
     for B, T, pad in ((1, 7, False), (3, 20, True)):
         x = inputs(model.config, B, T, pad)

@@ -222,8 +222,8 @@ def test_chunked_teacher_gives_the_same_terms():
 def test_recompute_gives_the_same_terms_and_gradients(monkeypatch):
     """recompute (activation checkpointing of student blocks) trades compute for memory; the loss terms and
     every student gradient must not change, dropout included (its RNG state is replayed in backward)."""
-    import mobilebert.recipes.distill as recipe
-    from mobilebert.recipes.distill import DistillModule
+    import mobilebert.distill.module as recipe
+    from mobilebert.distill.module import DistillModule
     from mobilebert.train.trainer import weighted_total
 
     calls = []
@@ -290,12 +290,12 @@ def test_config_overrides_and_unknown_keys(tmp_path):
     assert cfg.student == {"num_hidden_layers": 3} and cfg.layer_map == [0, 1, 2]
     with pytest.raises(ValueError, match="unknown key.*strategi"):
         load_config(DistillConfig, yml, ["strategi=joint"])
-    with pytest.raises(ValueError, match="train: unknown key.*lrr"):
+    with pytest.raises(ValueError, match="unknown key.*train.lrr"):
         load_config(DistillConfig, yml, ["train.lrr=1"])
 
 
 @pytest.mark.parametrize("override, message", [
-    ("strategy=best", "unknown strategy 'best'"),
+    ("strategy=best", "strategy must be one of progressive, joint, auxiliary, none, got 'best'"),
     ("data=/nonexistent/dir", "/nonexistent/dir: pre-training data directory not found"),
     ("student.num_hidden_layers=6", "student has 6 layers but the teacher only 4"),
     ("student.vocab_size=99", "vocabulary"),
@@ -305,8 +305,9 @@ def test_bad_config_fails_before_training_one_line(tmp_path, capsys, override, m
     from mobilebert.cli import main
 
     teacher = make_teacher_dir(tmp_path / "teacher")
-    data = tmp_path / "data"
+    data = tmp_path / "data"  # what the checks read of a prepared folder: its manifest
     data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"arguments": {"max_seq_length": 16}, "counts": {"examples": 64}}))
     out = tmp_path / "out"
     _, s = tiny_pair()
     args = ["distill", f"teacher={teacher}", f"data={data}", f"train.out_dir={out}", "student.hidden_size=32",

@@ -289,11 +289,6 @@ class MobileBertPreTrainedModel(nn.Module):
                 nn.init.normal_(m.extra, std=std)
             nn.init.zeros_(m.bias)
 
-    def optimize_for_inference(self, **kwargs):
-        """A fast inference twin of this model (NoNorm folded, projections fused); see mobilebert.deploy."""
-        from .deploy.optimize import optimize_for_inference
-        return optimize_for_inference(self, **kwargs)
-
     def num_parameters(self) -> int:
         """Unique parameters (the tied MLM decoder counted once)."""
         return sum(p.numel() for p in self.parameters())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from .instances import record_dtype, sample_corpus_path
 from .masking import MaskingSpec, hash_key, mask_tokens, segment_masks, word_starts
 from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PretrainingDataError, prepare_pretraining
 
-__all__ = ["PretrainingDataError", "PretrainingDataset", "PretrainingLoader", "prepare_pretraining",
-           "sample_corpus_path"]
+__all__ = ["PretrainingDataError", "PretrainingDataset", "PretrainingLoader", "check_data", "prepare_pretraining",
+           "prepared_seq_length", "pretraining_loaders", "sample_corpus_path"]
 
 
 def _sha256_file(path: Path) -> str:
@@ -237,3 +237,43 @@ class PretrainingLoader:
             if key in state and state[key] != mine[key]:
                 raise ValueError(f"loader state has {key}={state[key]!r} but this loader has {mine[key]!r}")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+# ----------------------------------------------------------------------------- for the training recipes
+def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, rank: int, world: int,
+                        model_config: Any = None,
+                        trim: bool = False) -> Callable[[int], PretrainingLoader]:
+    """``epoch -> loader`` over a prepared pre-training directory (this rank's share). The loader is endless
+    and reshuffles per epoch itself, so ``epoch`` stays 0; its cursor resumes exactly."""
+    ds = PretrainingDataset(data_dir, rank=rank, world_size=world)
+    if model_config is not None:
+        ds.check_model(model_config)  # sequence length vs max_position_embeddings, vocabulary size
+    return lambda epoch: ds.loader(per_rank_batch, shuffle=True, seed=seed + epoch, drop_last=True, trim=trim)
+
+
+def check_data(path: str | None, what: str = "data") -> Path:
+    if not path:
+        raise ValueError(f"{what}: no pre-training data directory given (set data=DIR; prepare one with "
+                         "mobilebert prepare-pretraining or mobilebert corpus)")
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{what} {p}: pre-training data directory not found")
+    return p
+
+
+def prepared_seq_length(path: str | None, what: str = "data") -> int:
+    """The sequence length of a prepared folder, read from its manifest (which also proves it is complete and
+    holds examples); the reader checks the shards themselves when training starts."""
+    p = check_data(path, what)
+    manifest = p / MANIFEST
+    if not manifest.is_file():
+        raise ValueError(f"{what} {p}: no {MANIFEST} (not a folder written by prepare-pretraining / corpus, or "
+                         "preparation was interrupted)")
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        seq, examples = int(m["arguments"]["max_seq_length"]), int(m["counts"]["examples"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{manifest}: not a pre-training manifest") from None
+    if examples < 1:
+        raise ValueError(f"{what} {p}: holds no examples")
+    return seq

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,28 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch import Tensor
 
-from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
-from ..data.sts import StsPairs, read_sts
-from ..distill.losses import (
-    TRANSFER_TERMS,
-    TransferLoss,
-    TransferMap,
-    mlm_loss,
-    nsp_loss,
-    pretraining_distillation_loss,
-    sentence_embedding_loss,
-)
+from ..data.pretraining import check_data, prepared_seq_length, pretraining_loaders
+from ..data.sts import read_sts
+from ..distill.losses import TransferMap
+from ..distill.module import EXPORTS, DistillModule, DistillTask
 from ..distill.strategies import STRATEGIES, Stage, build_schedule
-from ..modeling import MobileBertForPreTraining, extended_attention_mask
-from ..sentence import PoolingConfig, SentenceEncoder, sts_score
-from ..tokenizer import MobileBertTokenizer
-from ..train.trainer import Dist, Loader, TrainConfig, fit, init_distributed
-from ..validate import at_least, check_fields, checkpoint_dir, in_range, one_of
-from .yaml_config import read_yaml_mapping
+from ..modeling import MobileBertForPreTraining
+from ..train.config import check_train_config, load_config, write_resolved  # noqa: F401  (load_config: public)
+from ..train.trainer import Loader, TrainConfig, fit, init_distributed
+from ..validate import at_least, checkpoint_dir, in_range, one_of
 
 log = logging.getLogger(__name__)
 
@@ -74,63 +63,6 @@ class DistillConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def load_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
-    """Read a YAML recipe config, apply ``a.b=value`` overrides (values parsed as YAML), reject unknown keys."""
-    import yaml
-
-    raw: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value")
-        node = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {p} is not a section")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
-    return _build(cls, raw, str(path or "config"))
-
-
-def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
-    """The dataclass from a mapping: unknown keys refused, every value type-checked (``a.b`` named as written)."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} "
-                         f"(known: {', '.join(prefix + k for k in known)})")
-    values = check_fields(cls, raw, where, prefix)
-    for name, f in known.items():
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if dataclasses.is_dataclass(default) and name in values:
-            if not isinstance(values[name] or {}, dict):
-                raise ValueError(f"{where}: {prefix}{name} must be a mapping of settings, got {values[name]!r}")
-            values[name] = _build(type(default), values[name] or {}, where, f"{prefix}{name}.")
-    return cls(**values)
-
-
-def check_train_config(t: TrainConfig, prefix: str = "train.") -> None:
-    """Ranges of the optimisation settings (types were checked when the config was read)."""
-    one_of(f"{prefix}optimizer", t.optimizer, ("lamb", "adamw"))
-    for key in ("lr", "eps"):
-        if getattr(t, key) <= 0:
-            raise ValueError(f"{prefix}{key} must be > 0, got {getattr(t, key)}")
-    if len(t.betas) != 2:
-        raise ValueError(f"{prefix}betas must be two numbers, got {list(t.betas)}")
-    for b in t.betas:
-        in_range(f"{prefix}betas", b, 0, 1, high_open=True)
-    for key, low in (("batch_size", 1), ("grad_accum", 1), ("log_every", 1), ("weight_decay", 0),
-                     ("max_grad_norm", 0), ("save_every", 0), ("keep_last", 0), ("eval_every", 0)):
-        at_least(f"{prefix}{key}", getattr(t, key), low)
-    if t.batch_size % t.grad_accum:
-        raise ValueError(f"{prefix}batch_size {t.batch_size} is not divisible by {prefix}grad_accum {t.grad_accum}")
-    t.validate()
-
-
 def check_distill_config(cfg: DistillConfig) -> DistillConfig:
     """Every value and every input path of a distillation config, before a model is built."""
     one_of("strategy", cfg.strategy, STRATEGIES)
@@ -164,162 +96,6 @@ def check_distill_config(cfg: DistillConfig) -> DistillConfig:
         raise ValueError(f"eval_sts {cfg.eval_sts}: no such file or folder")
     check_train_config(cfg.train)
     return cfg
-
-
-def to_plain(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def write_resolved(cfg: Any, out_dir: str | Path) -> Path:
-    """The fully resolved config, next to the checkpoints, so a run can be repeated exactly."""
-    import yaml
-
-    path = Path(out_dir) / "config.yaml"
-    atomic_write_text(path, yaml.safe_dump(to_plain(cfg), sort_keys=False))
-    return path
-
-
-# ----------------------------------------------------------------------------- the distillation module
-def _run_layers(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None, start: int, stop: int,
-                want_maps: set[int], recompute: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Blocks ``start..stop``; the attention scores of the last block in ``want_maps``. With ``recompute``
-    (and grad on) each block saves only its input and runs again in backward (activation checkpointing)."""
-    scores = None
-    recompute = recompute and torch.is_grad_enabled()
-    for i in range(start, stop):
-        layer = model.mobilebert.encoder.layer[i]
-        if recompute:
-            h, _, s = checkpoint(layer, h, mask, i in want_maps, use_reentrant=False)
-        else:
-            h, _, s = layer(h, mask, i in want_maps)
-        scores = s if s is not None else scores
-    return h, scores
-
-
-@torch.no_grad()
-def _run_teacher(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None, start: int, stop: int,
-                 want_maps: set[int], chunk: int) -> tuple[Tensor, Tensor | None]:
-    """The teacher's layers ``start..stop`` a few sequences at a time (sequences are independent). Under
-    no_grad nothing is kept for backward, so chunking only shrinks the teacher's working set (its 4x-wide
-    FFN activations), which otherwise lands on top of the student's saved activations."""
-    if chunk <= 0 or chunk >= h.shape[0]:
-        return _run_layers(model, h, mask, start, stop, want_maps)
-    outs = [_run_layers(model, hc, None if mask is None else mask[j:j + chunk], start, stop, want_maps)
-            for j, hc in zip(range(0, h.shape[0], chunk), h.split(chunk), strict=True)]
-    scores = torch.cat([o[1] for o in outs]) if outs[0][1] is not None else None
-    return torch.cat([o[0] for o in outs]), scores
-
-
-class DistillModule(nn.Module):
-    """Student + transfer projections (what trains and is checkpointed); the teacher is held outside the
-    module tree so it is never saved, never handed to the optimizer and never wrapped in DDP.
-
-    ``forward(batch, stage, counts)`` returns the unweighted loss terms the stage asks for. Student and teacher
-    advance layer by layer together, so only one teacher layer's activations are alive at a time, and neither
-    runs past the deepest layer the stage needs; attention maps are materialised only where transferred.
-    """
-
-    def __init__(self, student: MobileBertForPreTraining, teacher: MobileBertForPreTraining | None,
-                 tmap: TransferMap | None, alpha: float = 0.5, temperature: float = 1.0,
-                 teacher_chunk: int = 0, recompute: bool = False, clean_inputs: bool = False) -> None:
-        super().__init__()
-        self.clean_inputs = clean_inputs  # feed the uncorrupted text (labels put back) to student and teacher
-        self.teacher_chunk = teacher_chunk  # sequences per teacher pass (0: the whole micro-batch at once)
-        self.recompute = recompute  # activation checkpointing of the student's blocks
-        self.student = student
-        self.transfer = TransferLoss(tmap, student.config.hidden_size, teacher.config.hidden_size) if tmap else None
-        self.tmap = tmap
-        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
-        self.alpha, self.temperature = alpha, temperature
-
-    @property
-    def teacher(self) -> MobileBertForPreTraining | None:
-        return self._teacher[0] if self._teacher else None
-
-    def _apply(self, fn, recurse=True):  # keep the teacher on the student's device
-        super()._apply(fn, recurse)
-        if self._teacher:
-            t = self._teacher[0]
-            dev = next(self.student.parameters()).device
-            self._teacher[0] = t.to(dev)
-        return self
-
-    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        s, L = self.student, self.student.config.num_hidden_layers
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"embeddings": list(s.mobilebert.embeddings.named_parameters())}
-        for i in range(L):
-            groups[f"layer.{i}"] = list(s.mobilebert.encoder.layer[i].named_parameters())
-        for i in range(L):
-            proj = self.transfer.proj[i] if self.transfer is not None and self.transfer.proj is not None else None
-            groups[f"proj.{i}"] = list(proj.named_parameters()) if proj is not None else []
-        heads = list(s.cls.named_parameters(prefix="cls"))
-        if s.mobilebert.pooler is not None:
-            heads += list(s.mobilebert.pooler.named_parameters(prefix="pooler"))
-        groups["heads"] = heads
-        n_grouped = sum(len(v) for v in groups.values())
-        assert n_grouped == len(list(self.parameters())), "every trainable parameter belongs to exactly one group"
-        return groups
-
-    def forward(self, batch: dict[str, Tensor], stage: Stage, counts: dict[str, Tensor]) -> dict[str, Tensor]:
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        if self.clean_inputs and "labels" in batch:  # undo the MLM corruption: transfer wants the real text
-            ids = torch.where(batch["labels"] != -100, batch["labels"], ids)
-        tt = batch.get("token_type_ids")
-        tt = torch.zeros_like(ids) if tt is None else tt
-        s, t = self.student, self.teacher
-        transfer = {k for k in TRANSFER_TERMS if stage.terms.get(k)}
-        layers = sorted(stage.layers) if transfer else []
-        heads = any(stage.terms.get(k) for k in ("mlm", "mlm_kd", "nsp"))
-        last = s.config.num_hidden_layers - 1
-        sentence = bool(stage.terms.get("emb")) and last in stage.layers  # pooled last layer vs the teacher's
-        use_teacher = bool(layers) or bool(stage.terms.get("mlm_kd"))
-        if use_teacher and t is None:
-            raise ValueError(f"stage {stage.name} needs a teacher but none was given")
-        terms: dict[str, Tensor] = {}
-        n_student = s.config.num_hidden_layers if heads or sentence else max(layers) + 1
-        # -- embeddings
-        h = s.mobilebert.embeddings(ids, tt, am)
-        mask = extended_attention_mask(am, h.dtype)
-        if use_teacher:
-            with torch.no_grad():
-                th = t.mobilebert.embeddings(ids, tt, am)
-                tmask = extended_attention_mask(am, th.dtype)
-            t_done, t_scores = 0, None
-        # -- layers, student and teacher in step
-        done = 0
-        for i in layers:
-            h, scores = _run_layers(s, h, mask, done, i + 1, {i} if "att" in transfer else set(), self.recompute)
-            done = i + 1
-            target = self.tmap.layer_map[i] + 1
-            if target > t_done:
-                th, t_scores = _run_teacher(t, th, tmask, t_done, target, {target - 1} if "att" in transfer else set(),
-                                            self.teacher_chunk)
-                t_done = target
-            for name, v in self.transfer.layer_terms(i, h, th, scores, t_scores, am, counts["tokens"], transfer).items():
-                terms[f"{name}/layer.{i}"] = v
-        h, _ = _run_layers(s, h, mask, done, n_student, set(), self.recompute)
-        if sentence:
-            th, _ = _run_teacher(t, th, tmask, t_done, t.config.num_hidden_layers, set(), self.teacher_chunk)
-            t_done = t.config.num_hidden_layers
-            terms["emb"] = sentence_embedding_loss(h, th, am, counts["sequences"])
-        if not heads:
-            return terms
-        # -- heads: MLM logits only at masked positions (15% of tokens), NSP on the pooled output
-        labels = batch["labels"]
-        sel = labels != -100
-        logits = s.cls.predictions(h[sel])  # (N, V)
-        if stage.terms.get("mlm"):
-            terms["mlm"] = mlm_loss(logits, labels[sel], counts["masked"])
-        if stage.terms.get("mlm_kd"):
-            th, _ = _run_teacher(t, th, tmask, t_done, t.config.num_hidden_layers, set(), self.teacher_chunk)
-            with torch.no_grad():
-                t_logits = t.cls.predictions(th[sel])
-            terms["mlm_kd"] = pretraining_distillation_loss(logits, t_logits, labels[sel], self.alpha,
-                                                            self.temperature, counts["masked"])
-        if stage.terms.get("nsp"):
-            pooled = s.mobilebert.pooler(h) if s.mobilebert.pooler is not None else h[:, 0]
-            terms["nsp"] = nsp_loss(s.cls.seq_relationship(pooled), batch["next_sentence_label"], counts["sequences"])
-        return terms
 
 
 def has_untrained_heads(teacher: MobileBertForPreTraining) -> bool:
@@ -406,99 +182,6 @@ def copy_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForP
     return copied
 
 
-class DistillTask:
-    """What ``fit`` trains: the module, its parameter groups, the per-stage export and (for sentence encoders)
-    the periodic STS-B score."""
-
-    def __init__(self, module: DistillModule, export: str = "pretraining", tokenizer_dir: str | None = None,
-                 pooling: str = "mean", sts: StsPairs | None = None) -> None:
-        if export not in EXPORTS:
-            raise ValueError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
-        self.module, self.export_kind, self.sts = module, export, sts
-        self.tokenizer = MobileBertTokenizer.from_pretrained(tokenizer_dir)  # the teacher's, else the bundled
-        limit = module.student.config.max_position_embeddings
-        self.pooling = PoolingConfig(pooling=pooling, max_seq_length=min(256, limit))
-
-    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        return self.module.param_groups()
-
-    def encoder(self) -> SentenceEncoder:
-        return SentenceEncoder(self.module.student.mobilebert, self.tokenizer, self.pooling)
-
-    def export(self, stage: Stage, out_dir: Path) -> None:
-        if self.export_kind == "encoder":
-            self.encoder().save_pretrained(out_dir)  # MobileBertModel + tokenizer + pooling files
-            self.module.student.train()
-        else:
-            export_pretrained(self.module.student, out_dir, self.tokenizer)
-
-    def evaluate(self) -> dict[str, float]:
-        """STS-B Spearman x100 of the student's current embeddings (empty without ``eval_sts``)."""
-        if self.sts is None:
-            return {}
-        was = self.module.student.training
-        try:
-            return {"eval/sts_spearman": sts_score(self.encoder(), self.sts)}
-        finally:
-            self.module.student.train(was)
-
-
-EXPORTS = ("pretraining", "encoder")
-
-
-
-
-def export_pretrained(model: nn.Module, out_dir: Path, tokenizer: MobileBertTokenizer | None = None) -> None:
-    """A from_pretrained-loadable directory: weights, config and the tokenizer (the bundled one by default)."""
-    model.save_pretrained(out_dir)
-    (tokenizer or MobileBertTokenizer.default()).save_pretrained(out_dir)
-
-
-# ----------------------------------------------------------------------------- data
-def pretraining_loaders(data_dir: str | Path, per_rank_batch: int, seed: int, d: Dist,
-                        model_config: MobileBertConfig | None = None, trim: bool = False) -> Callable[[int], Loader]:
-    """``epoch -> loader`` over a prepared pre-training directory (this rank's share). The loader is endless
-    and reshuffles per epoch itself, so ``epoch`` stays 0; its cursor resumes exactly."""
-    from ..data.pretraining import PretrainingDataset
-
-    ds = PretrainingDataset(data_dir, rank=d.rank, world_size=d.world)
-    if model_config is not None:
-        ds.check_model(model_config)  # sequence length vs max_position_embeddings, vocabulary size
-    return lambda epoch: ds.loader(per_rank_batch, shuffle=True, seed=seed + epoch, drop_last=True, trim=trim)
-
-
-def check_data(path: str | None, what: str = "data") -> Path:
-    if not path:
-        raise ValueError(f"{what}: no pre-training data directory given (set data=DIR; prepare one with "
-                         "mobilebert prepare-pretraining or mobilebert corpus)")
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(f"{what} {p}: pre-training data directory not found")
-    return p
-
-
-def prepared_seq_length(path: str | None, what: str = "data") -> int:
-    """The sequence length of a prepared folder, read from its manifest (which also proves it is complete and
-    holds examples); the reader checks the shards themselves when training starts."""
-    import json
-
-    from ..data.shards import MANIFEST
-
-    p = check_data(path, what)
-    manifest = p / MANIFEST
-    if not manifest.is_file():
-        raise ValueError(f"{what} {p}: no {MANIFEST} (not a folder written by prepare-pretraining / corpus, or "
-                         "preparation was interrupted)")
-    try:
-        m = json.loads(manifest.read_text(encoding="utf-8"))
-        seq, examples = int(m["arguments"]["max_seq_length"]), int(m["counts"]["examples"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{manifest}: not a pre-training manifest") from None
-    if examples < 1:
-        raise ValueError(f"{what} {p}: holds no examples")
-    return seq
-
-
 # ----------------------------------------------------------------------------- the recipe
 def build_student(cfg: DistillConfig) -> MobileBertForPreTraining:
     overrides = dict(cfg.student)
@@ -552,7 +235,7 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
     module, stages = setup(cfg)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
-        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, module.student.config,
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, module.student.config,
                                           trim=cfg.trim_padding)
     export = cfg.export
     if export == "auto":

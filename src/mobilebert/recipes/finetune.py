@@ -54,8 +54,8 @@ from ..distill.losses import (
 from ..distill.strategies import Stage
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
+from ..train.config import read_yaml_mapping
 from ..train.trainer import Dist, TrainConfig, fit, init_distributed
-from .yaml_config import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 

@@ -12,19 +12,13 @@ from typing import Any
 import torch
 
 from ..config import MobileBertConfig
+from ..data.pretraining import check_data, prepared_seq_length, pretraining_loaders
+from ..distill.module import DistillModule, DistillTask
 from ..distill.strategies import Stage, group_names
 from ..modeling import MobileBertForPreTraining
+from ..train.config import check_train_config, write_resolved
 from ..train.trainer import TrainConfig, fit, init_distributed
 from ..validate import UsageError, at_least, existing_file, in_range, model_config
-from .distill import (
-    DistillModule,
-    DistillTask,
-    check_data,
-    check_train_config,
-    prepared_seq_length,
-    pretraining_loaders,
-    write_resolved,
-)
 
 
 @dataclass
@@ -86,7 +80,7 @@ def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None)
     module = DistillModule(model, None, None)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
-        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d, model.config)
+        make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, model.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
     stage = pretrain_stage(model.config.num_hidden_layers, cfg.steps, cfg.warmup_fraction)
