@@ -144,3 +144,9 @@ def test_readme_commands_run_as_written(demo_dir, tmp_path, monkeypatch):
     for snippet in code_blocks(REPO / "README.md", "python"):
         exec(compile(snippet, "README.md", "exec"), {})
     assert (tmp_path / "runs" / "sst2-onnx" / "model.int8.onnx").is_file()
+    # The README's fine-tuning recipe learns: its dev accuracy beats always answering the majority class.
+    dev = [line.split("\t")[-1] for line in (REPO / "src/mobilebert/assets/sample/sst2_dev.tsv").read_text().split("\n")[1:]
+           if line.strip()]
+    majority = max(dev.count("0"), dev.count("1")) / len(dev)
+    results = json.loads((tmp_path / "runs" / "sst2" / "results.json").read_text())
+    assert results["summary"]["dev"]["accuracy"]["mean"] > majority + 0.02, (results["summary"], majority)

@@ -181,7 +181,10 @@ def prepare_pretraining(
                      shard_size=shard_size, input_format=input_format)
     work = Path(tempfile.mkdtemp(dir=out, prefix=".work-"))
     workers = max(1, int(workers))
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # Workers start from a fresh forkserver process, never as forks of this one: a caller with live threads
+    # (torch, ONNX Runtime, TensorBoard writers, a progress monitor) can hold a lock at fork time, and a forked
+    # worker then waits on it forever (seen in the test suite).
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     init_args = (tok.backend.to_str(), str(work))
     saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
     pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=init_args) if workers > 1 else None
