@@ -81,8 +81,8 @@ def test_predict_cli_and_file(sst2_run, tmp_path, capsys):
     inputs = tmp_path / "in.txt"
     inputs.write_text("a gripping , moving film .\n\nboring .\n")
     assert main(["predict", "--model", str(best), "--file", str(inputs)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].split("\t")[0] in ("0", "1")
+    lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("note:")]
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("0", "1")  # (a note may say the tiny model is at chance)
     with pytest.raises(ValueError, match="takes single sentences"):
         predict(best, [("a", "b")])
 
