@@ -46,12 +46,6 @@ def accuracies(results: dict) -> list[float]:
     return [100 * r["best"]["dev"]["accuracy"] for r in results["runs"]]
 
 
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    s = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
-    return m, s
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", required=True, help="a checkpoint fine-tuned on SST-2 (same vocabulary)")
@@ -87,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for name, res in arms.items():
         acc = accuracies(res)
-        m, s = mean_std(acc)
+        dev = res["summary"]["dev"]["accuracy"]  # finetune's own mean and sample std over the seeds
+        m, s = 100 * dev["mean"], 100 * dev["std"]
         summary[name] = {"per_seed": acc, "mean": m, "std": s}
         print(f"| {name} | " + " | ".join(f"{x:.2f}" for x in acc) + f" | {m:.2f} +- {s:.2f} |")
     if "kd" in arms:
