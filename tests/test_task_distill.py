@@ -186,3 +186,73 @@ def test_squad_teacher_logits_are_cached_per_real_token_and_distil(tiny_ckpt, tm
         torch.testing.assert_close(row, torch.stack([out.start_logits[0], out.end_logits[0]]), atol=1e-5, rtol=1e-5)
     kd = finetune("squad", tmp_path, tiny_ckpt, tmp_path / "kd", teacher=teacher_dir, kd_alpha=0.5, **args)
     assert kd["hparams"]["teacher_dev"]["dev"]["total"] == 2 and kd["runs"][0]["history"][0]["train_loss"] > 0
+
+
+# ----------------------------------------------------------------------------- intermediate transfer
+def test_intermediate_terms_are_zero_for_a_student_equal_to_its_teacher(teacher):
+    from mobilebert.distill.losses import TransferMap
+    from mobilebert.recipes.finetune import FinetuneModule
+
+    t = load_teacher(TaskSetup("sst2", max_seq_length=48), teacher, MobileBertTokenizer.from_pretrained(teacher))
+    student = type(t).from_pretrained(teacher).eval()
+    module = FinetuneModule(student, False, 0.5, 2.0, t, TransferMap.build(t.config, student.config))
+    ids = torch.randint(5, t.config.vocab_size, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+             "labels": torch.tensor([0, 1, 1]), "teacher": torch.randn(3, 2)}
+    terms = module(batch)
+    assert set(terms) == {"task", "hidden", "att"}
+    assert terms["hidden"].item() < 1e-10 and abs(terms["att"].item()) < 1e-6
+    with torch.no_grad():  # a student that differs from its teacher: only the student learns
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    terms = module(batch)
+    (terms["hidden"] + terms["att"]).backward()
+    assert terms["hidden"].item() > 1e-6
+    assert all(p.grad is None for p in t.parameters()) and not t.training
+    assert any(p.grad is not None for p in student.parameters())
+    assert not any(k.startswith("_teacher") for k in module.state_dict())  # the teacher is never checkpointed
+
+
+def test_intermediate_transfer_trains_logs_its_terms_and_projects_other_widths(tiny_ckpt, teacher, tmp_path):  # noqa: F811
+    kd = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "kd", epochs=1, seeds=[1], teacher=teacher,
+                  kd_alpha=0.5, **SMALL)
+    mid = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "mid", epochs=1, seeds=[1], teacher=teacher,
+                   kd_alpha=0.5, kd_hidden=1.0, kd_attention=1.0, **SMALL)
+    assert mid["hparams"]["kd_hidden"] == 1.0 and mid["hparams"]["kd_attention"] == 1.0
+    assert mid["runs"][0]["history"][0]["train_loss"] != kd["runs"][0]["history"][0]["train_loss"]
+    logged = [json.loads(line) for line in (tmp_path / "mid" / "seed-1" / "metrics.jsonl").read_text().splitlines()]
+    hidden = [r["loss/hidden"] for r in logged if "loss/hidden" in r]
+    assert len(hidden) >= 2 and all(math.isfinite(h) for h in hidden) and hidden[-1] < hidden[0]
+    assert all("loss/att" in r for r in logged if "loss/hidden" in r)
+    # a wider student: a learned projection per layer, trained and left out of the saved student
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    (wide / "vocab.txt").write_text((tiny_ckpt / "vocab.txt").read_text())
+    vocab = len((tiny_ckpt / "vocab.txt").read_text().split())
+    MobileBertForPreTraining(tiny_config(vocab_size=vocab, **{**TINY, "hidden_size": 96})).save_pretrained(wide)
+    finetune("sst2", SAMPLE_DIR, wide, tmp_path / "w", epochs=1, seeds=[1], teacher=teacher, kd_hidden=1.0, **SMALL)
+    saved = _weights(tmp_path / "w")
+    assert not any("proj" in k for k in saved)
+    ckpt = next((tmp_path / "w" / "seed-1" / "checkpoints").rglob("*.pt"), None)
+    assert ckpt is not None and any(k.startswith("transfer.proj") for k in torch.load(ckpt, weights_only=False)["model"])
+
+
+def test_intermediate_transfer_is_refused_in_one_line_when_it_cannot_run(tiny_ckpt, teacher, tmp_path, capsys):  # noqa: F811
+    base = ["finetune", "--task", "sst2", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out",
+            str(tmp_path / "o")]
+    assert main([*base, "--kd-hidden", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--kd-hidden needs a --teacher" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, "--teacher", str(teacher), "--kd-attention", "-1"]) == 2
+    assert "--kd-attention" in capsys.readouterr().err
+    deep = tmp_path / "deep"  # 3 layers against the teacher's 2: no uniform map
+    deep.mkdir()
+    (deep / "vocab.txt").write_text((tiny_ckpt / "vocab.txt").read_text())
+    vocab = len((tiny_ckpt / "vocab.txt").read_text().split())
+    MobileBertForPreTraining(tiny_config(vocab_size=vocab, num_hidden_layers=3, **TINY)).save_pretrained(deep)
+    assert main([*base[:6], str(deep), *base[7:], "--teacher", str(teacher), "--kd-hidden", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "layers but the teacher only" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

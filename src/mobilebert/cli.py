@@ -177,7 +177,8 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
                 "--seeds 1,2,3\n  mobilebert finetune --config configs/finetune_squad.yaml --task squad "
                 "--data squad/ --model CKPT --out runs/squad\n"
                 "  mobilebert finetune --task sst2 --data ../shared/data/glue --model STUDENT --teacher "
-                "runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 --dropout 0 --out runs/sst2-kd")
+                "runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 --kd-hidden 1 --kd-attention 1 "
+                "--dropout 0.1 --out runs/sst2-kd")
     p.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, "
                    "squad, squad2")
     p.add_argument("--data", required=True, help="GLUE root (or task folder), or the folder with SQuAD's JSON")
@@ -207,6 +208,10 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--kd-alpha", type=float, help="weight of the label loss; 1 - alpha goes to the teacher "
                    "(default 0.5)")
     p.add_argument("--kd-temperature", type=float, help="softmax temperature of the teacher term (default 1)")
+    p.add_argument("--kd-hidden", type=float, help="weight of intermediate transfer: every student layer's hidden "
+                   "states against the teacher's (the teacher then runs on every batch) (default 0: off)")
+    p.add_argument("--kd-attention", type=float, help="weight of intermediate transfer: attention maps, as "
+                   "--kd-hidden (default 0: off)")
     p.add_argument("--grad-accum", type=int, help="micro-batches per step; --batch-size is the whole step's "
                    "batch (all of them, all processes) (default: 1)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast matmuls (default: fp32)")
@@ -222,7 +227,7 @@ def _finetune(sub: argparse._SubParsersAction) -> Runner:
         for name in ("lr", "batch_size", "epochs", "max_seq_length", "warmup", "weight_decay",
                      "max_train_examples", "max_eval_examples", "doc_stride", "max_query_length",
                      "max_answer_length", "source", "dropout", "teacher", "kd_alpha", "kd_temperature",
-                     "grad_accum", "precision", "save_every"):
+                     "kd_hidden", "kd_attention", "grad_accum", "precision", "save_every"):
             if getattr(a, name) is not None:
                 kw[name] = getattr(a, name)
         if a.seeds:

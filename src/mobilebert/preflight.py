@@ -81,6 +81,7 @@ FINETUNE_LIMITS: dict[str, tuple[float, float, bool, bool]] = {
     "max_query_length": (1, INF, False, True), "max_answer_length": (1, INF, False, True),
     "log_every": (1, INF, False, True), "dropout": (0, 1, False, True), "kd_alpha": (0, 1, False, False),
     "kd_temperature": (0, INF, True, True), "grad_accum": (1, INF, False, True), "save_every": (0, INF, False, True),
+    "kd_hidden": (0, INF, False, True), "kd_attention": (0, INF, False, True),
 }
 
 
@@ -107,6 +108,10 @@ def check_finetune(a: Any) -> None:
     cfg = model_config(a.model, "--model")
     if getattr(a, "teacher", None):
         checkpoint_dir(a.teacher, "--teacher")
+    elif not raw.get("teacher"):
+        for key in ("kd_hidden", "kd_attention"):
+            if (getattr(a, key, None) or raw.get(key) or 0) > 0:
+                raise UsageError(f"--{key.replace('_', '-')} needs a --teacher to transfer from")
     _seq_fits("--max-seq-length", a.max_seq_length, cfg, a.model)
     if a.max_seq_length is None:
         _seq_fits(f"{a.config}: max_seq_length", raw.get("max_seq_length"), cfg, a.model)

@@ -47,6 +47,8 @@ from ..data.finetuning import (  # noqa: F401  (Encoded, batches, encode_squad, 
     task_name,
 )
 from ..distill.losses import (
+    TransferLoss,
+    TransferMap,
     classification_distillation_loss,
     regression_distillation_loss,
     span_distillation_loss,
@@ -281,20 +283,49 @@ class FinetuneModule(nn.Module):
     """The task model and its loss in the trainer's calling convention: ``forward(batch, stage, counts)`` ->
     ``{"task": loss}``. The loss is a sum over the micro-batch divided by the *global* batch's sequence count,
     so gradient accumulation and DDP add up to exactly the single-process batch loss. A batch carrying
-    ``teacher`` outputs (cached by ``teacher_logits``) mixes them in with weight ``1 - kd_alpha``."""
+    ``teacher`` outputs (cached by ``teacher_logits``) mixes them in with weight ``1 - kd_alpha``.
 
-    def __init__(self, model: nn.Module, regression: bool, kd_alpha: float = 1.0, kd_temperature: float = 1.0) -> None:
+    With ``teacher_model`` and a ``transfer`` map (intermediate task distillation, as TinyBERT's task stage) the
+    teacher also runs on every batch and two more terms come back: ``hidden``, the feature-map loss of every
+    student layer against its teacher layer, and ``att``, the attention KL; each averaged over layers. The
+    teacher is held outside the module tree (never saved, never optimised, never wrapped in DDP); learned
+    projections, present only when widths differ, train and are checkpointed with the model."""
+
+    def __init__(self, model: nn.Module, regression: bool, kd_alpha: float = 1.0, kd_temperature: float = 1.0,
+                 teacher_model: nn.Module | None = None, transfer: TransferMap | None = None) -> None:
         super().__init__()
         self.model = model
         self.regression, self.kd_alpha, self.kd_temperature = regression, kd_alpha, kd_temperature
+        self._teacher = [teacher_model.eval().requires_grad_(False)] if teacher_model is not None else []
+        self.transfer = (TransferLoss(transfer, model.config.hidden_size, teacher_model.config.hidden_size)
+                         if transfer is not None and teacher_model is not None else None)
+
+    def _apply(self, fn, recurse=True):  # keep the teacher on the student's device
+        super()._apply(fn, recurse)
+        if self._teacher:
+            self._teacher[0] = self._teacher[0].to(next(self.model.parameters()).device)
+        return self
 
     def forward(self, batch: dict[str, torch.Tensor], stage: Stage | None = None,
                 counts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        want = self.transfer is not None and (stage is None or any(stage.terms.get(k) for k in ("hidden", "att")))
+        out = self.model(ids, mask, types, output_hidden_states=want, output_attention_scores=want)
         targets = {k: batch[k] for k in TARGETS if k in batch}
         n = None if counts is None else counts["sequences"]
-        return {"task": task_loss(out, targets, batch.get("teacher"), batch["attention_mask"], self.regression,
-                                  self.kd_alpha, self.kd_temperature, n)}
+        terms = {"task": task_loss(out, targets, batch.get("teacher"), mask, self.regression,
+                                   self.kd_alpha, self.kd_temperature, n)}
+        if want:
+            with torch.no_grad():
+                t = self._teacher[0](ids, mask, types, output_hidden_states=True, output_attention_scores=True)
+            tokens = None if counts is None else counts["tokens"]
+            per_layer = [self.transfer.layer_terms(i, out.hidden_states[i + 1], t.hidden_states[j + 1],
+                                                   out.attention_scores[i], t.attention_scores[j], mask, tokens,
+                                                   {"fmt", "att"})
+                         for i, j in enumerate(self.transfer.map.layer_map)]
+            terms["hidden"] = sum(x["fmt"] for x in per_layer) / len(per_layer)
+            terms["att"] = sum(x["att"] for x in per_layer) / len(per_layer)
+        return terms
 
 
 class FinetuneTask:
@@ -313,7 +344,10 @@ class FinetuneTask:
         self._t0 = time.perf_counter()
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        return {"model": list(self.module.model.named_parameters())}
+        groups = {"model": list(self.module.model.named_parameters())}
+        if self.module.transfer is not None and self.module.transfer.proj is not None:
+            groups["transfer"] = list(self.module.transfer.named_parameters())
+        return groups
 
     def export(self, stage: Stage, out_dir: Path) -> None:
         """Nothing: the result is the best epoch, already saved by ``evaluate``."""
@@ -355,15 +389,20 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
                    teacher: Sequence[torch.Tensor] | None = None, kd_alpha: float = 0.5,
                    kd_temperature: float = 1.0, dropout: float | None = None, grad_accum: int = 1,
                    precision: str = "fp32", save_every: int = 0, keep_last: int = 1,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, teacher_model: nn.Module | None = None,
+                   kd_hidden: float = 0.0, kd_attention: float = 0.0) -> dict[str, Any]:
     """One fine-tuning run through the shared trainer; the best epoch (first dev split's score) is saved to
     ``out_dir/best``, checkpoints to ``out_dir/checkpoints`` (after every epoch, and every ``save_every`` steps).
 
     ``teacher``: cached teacher outputs per training row (``teacher_logits``), mixed into the loss with
-    weight ``1 - kd_alpha`` at temperature ``kd_temperature``."""
+    weight ``1 - kd_alpha`` at temperature ``kd_temperature``. ``teacher_model`` with ``kd_hidden`` /
+    ``kd_attention`` > 0: intermediate transfer from it on every batch (see ``FinetuneModule``)."""
     _seed_everything(seed)
     model = load_model(setup, model_dir, random_init=random_init, dropout=dropout)
-    module = FinetuneModule(model, setup.is_regression, kd_alpha if teacher is not None else 1.0, kd_temperature)
+    intermediate = teacher_model is not None and (kd_hidden > 0 or kd_attention > 0)
+    tmap = TransferMap.build(teacher_model.config, model.config) if intermediate else None
+    module = FinetuneModule(model, setup.is_regression, kd_alpha if teacher is not None else 1.0, kd_temperature,
+                            teacher_model if intermediate else None, tmap)
     slots = d.world * grad_accum
     if batch_size % slots:
         raise ValueError(f"--batch-size {batch_size} is not divisible by {d.world} process(es) x --grad-accum "
@@ -376,7 +415,9 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
                  "accumulation steps one", len(train) % batch_size, d.world, grad_accum)
     total = per_epoch * epochs
     warmup_steps = int(warmup * total) if warmup < 1 else int(warmup)
-    stage = Stage("finetune", total, {"task": 1.0}, [], {"model": 1.0}, (warmup_steps + 0.5) / total)
+    terms = {"task": 1.0, **({"hidden": kd_hidden, "att": kd_attention} if intermediate else {})}
+    lr_groups = {"model": 1.0, **({"transfer": 1.0} if tmap is not None and tmap.project else {})}
+    stage = Stage("finetune", total, terms, [], lr_groups, (warmup_steps + 0.5) / total)
     cfg = TrainConfig(out_dir=str(out_dir), optimizer="adamw", lr=lr, eps=1e-6, weight_decay=weight_decay,
                       batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
                       precision=precision, save_every=save_every, keep_last=keep_last, log_every=log_every,
@@ -418,7 +459,7 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
              log_every: int = 20, device: str | None = None, teacher: str | None = None,
              kd_alpha: float = 0.5, kd_temperature: float = 1.0, dropout: float | None = None,
              grad_accum: int = 1, precision: str = "fp32", save_every: int = 0, keep_last: int = 1,
-             resume: bool = False) -> dict[str, Any]:
+             resume: bool = False, kd_hidden: float = 0.0, kd_attention: float = 0.0) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``task`` once per seed; returns (and writes ``out_dir/results.json``)
     per-seed best dev metrics and their mean and standard deviation.
 
@@ -426,7 +467,9 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
     root (or the task folder), or the folder holding SQuAD's train/dev JSON files. ``device`` defaults to
     CUDA when available. ``teacher``: a model fine-tuned on the same task (task-specific distillation);
     its outputs on the training set are computed once, scored on dev, and mixed into every seed's loss.
-    ``dropout`` overrides the checkpoint's hidden, attention and classifier dropout.
+    ``kd_hidden`` / ``kd_attention``: weights of intermediate transfer from the teacher (feature maps and
+    attention of every student layer against a uniformly mapped teacher layer); the teacher then also runs on
+    every training batch. ``dropout`` overrides the checkpoint's hidden, attention and classifier dropout.
 
     Under ``torchrun`` every process runs this; ``batch_size`` is the global batch (all processes, all
     ``grad_accum`` micro-batches), rank 0 evaluates and writes. ``precision`` fp32 or bf16 (autocast).
@@ -435,6 +478,12 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
         raise ValueError(f"--kd-alpha must be in [0, 1], got {kd_alpha}")
     if kd_temperature <= 0:
         raise ValueError(f"--kd-temperature must be > 0, got {kd_temperature}")
+    for flag, w in (("--kd-hidden", kd_hidden), ("--kd-attention", kd_attention)):
+        if not w >= 0:
+            raise ValueError(f"{flag} must be >= 0, got {w}")
+        if w > 0 and teacher is None:
+            raise ValueError(f"{flag} needs a --teacher to transfer from")
+    intermediate = kd_hidden > 0 or kd_attention > 0
     dropout_overrides(dropout)  # refuse a bad value before any data is read
     d = init_distributed()
     if device is not None:
@@ -443,6 +492,8 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
     out = Path(out_dir)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
     t_model = load_teacher(setup, teacher, tokenizer).to(d.device) if teacher is not None else None
+    if intermediate:  # a student deeper than its teacher is refused here, before any data is read
+        TransferMap.build(t_model.config, MobileBertConfig.from_json(model_dir))
     train = load_train_data(setup, data_dir, tokenizer, max_train_examples, source)
     dev = load_eval_data(setup, data_dir, tokenizer, limit=max_eval_examples, source=source)
     hparams = {"task": setup.task, "model": str(model_dir), "lr": lr, "batch_size": batch_size, "epochs": epochs,
@@ -455,9 +506,11 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
         t0 = time.perf_counter()
         cached = teacher_logits(t_model, train, eval_batch_size, tokenizer.pad_token_id)
         t_dev = evaluate_loaded(t_model, tokenizer, setup, dev, eval_batch_size) if d.main else {}
-        del t_model
+        if not intermediate:
+            del t_model
+            t_model = None
         hparams.update(teacher=str(teacher), kd_alpha=kd_alpha, kd_temperature=kd_temperature, teacher_dev=t_dev,
-                       teacher_seconds=time.perf_counter() - t0)
+                       teacher_seconds=time.perf_counter() - t0, kd_hidden=kd_hidden, kd_attention=kd_attention)
         log.info("teacher %s: dev %s; outputs cached for %d training rows", teacher,
                  ", ".join(f"{s} {m['score']:.4f}" for s, m in t_dev.items()), len(cached))
     runs = []
@@ -469,7 +522,8 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
                                    log_every=log_every, d=d, teacher=cached, kd_alpha=kd_alpha,
                                    kd_temperature=kd_temperature, dropout=dropout, grad_accum=grad_accum,
                                    precision=precision, save_every=save_every, keep_last=keep_last,
-                                   resume=resume))
+                                   resume=resume, teacher_model=t_model, kd_hidden=kd_hidden,
+                                   kd_attention=kd_attention))
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
     if d.main:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
