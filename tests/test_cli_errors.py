@@ -102,6 +102,7 @@ CASES: list[tuple[list[str], str]] = [
     (["distill", *D, "transfer_steps=0"], "nothing to train"),
     (["distill", *D, "train.batch_size=abc"], "train.batch_size must be an integer"),
     (["distill", *D, "train.batch_size=0"], "train.batch_size"),
+    (["distill", *D, "clean_inputs=abc"], "clean_inputs must be true or false or null"),
     (["distill", *D, "train.batch_size=10", "train.grad_accum=3"], "not divisible"),
     (["distill", *D, "train=5"], "train must be a mapping"),
     (["distill", *D, "strategy=nope"], "strategy"),

@@ -160,6 +160,8 @@ def type_name(tp: Any) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
              dict: "a mapping", tuple: "a list"}
     origin = typing.get_origin(tp) or tp
+    if origin in (typing.Union, types.UnionType):  # `int | None` reads "an integer or null"
+        return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
     return names.get(origin, getattr(origin, "__name__", str(origin)))
 
 
