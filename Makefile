@@ -12,7 +12,7 @@ MOBILE ?= 1
 MOBILE_VENV ?= .venv-mobile
 MPY := $(MOBILE_VENV)/bin/python
 MOBILE_STAMP := $(MOBILE_VENV)/.mobilebert-installed
-MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py
+MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py tests/test_bench_mobile.py
 
 .PHONY: demo test lint bench clean mobile-venv
 

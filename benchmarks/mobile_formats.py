@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,21 +31,12 @@ import torch
 from mobilebert.atomic import atomic_write_text
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
 from mobilebert.deploy import mobile
+from mobilebert.deploy.bench import cpu_description, interleaved
 from mobilebert.deploy.mediapipe import MediaPipeText, TextPipeline, app_text, export_mediapipe
 from mobilebert.deploy.onnx import OnnxModel, export_onnx, load_for_export
 from mobilebert.tokenizer import MobileBertTokenizer
 
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-        flags = next((line for line in out.splitlines() if line.startswith("Flags")), "")
-        return f"{name} ({'VNNI' if 'vnni' in flags else 'no VNNI'}, {'AVX-512' if 'avx512f' in flags else 'AVX2'})"
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,22 +123,14 @@ def main(argv: list[str] | None = None) -> int:
              **{n: (lambda r=r: r(*x)) for n, r in runners.items()},
              "our pipeline (text -> probs)": lambda: ours([text]),
              **{f"MediaPipe {q} (text -> probs)": (lambda t=t: t([text])) for q, t in mp.items()}}
-    times = {n: [] for n in calls}
-    with torch.inference_mode():
-        for f in calls.values():
-            f()  # warm-up
-        for _ in range(a.repeats):
-            for n, f in calls.items():
-                time.sleep(0.02)  # let ONNX Runtime's and XNNPACK's workers settle before the next backend
-                t0 = time.perf_counter()
-                f()
-                times[n].append((time.perf_counter() - t0) * 1e3)
+    with torch.inference_mode():  # 20 ms pauses let ONNX Runtime's and XNNPACK's workers settle
+        times = interleaved(calls, a.repeats, warmup=1, settle=0.02)
     ms = {n: statistics.median(v) for n, v in times.items()}
     base = ms["transformers eager"]
 
     sizes = {n: Path(f).stat().st_size for n, f in files.items()}
     sizes["eager fp32"] = sum(f.stat().st_size for f in Path(a.model).glob("*.safetensors"))
-    print(f"\nSST-2 dev ({len(texts)}), model {a.model}, seq {a.seq}, {a.threads} thread(s), CPU {_cpu()}")
+    print(f"\nSST-2 dev ({len(texts)}), model {a.model}, seq {a.seq}, {a.threads} thread(s), CPU {cpu_description()}")
     print(f"{'format':34s} {'accuracy':>9s} {'change':>7s} {'changed':>8s} {'MB':>7s}")
     fp32 = results["eager fp32"]["accuracy"]
     for n, r in results.items():
@@ -158,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'latency (b1, one sentence)':34s} {'median ms':>10s} {'vs transformers':>16s}")
     for n, v in ms.items():
         print(f"{n:34s} {v:10.2f} {base / v:15.2f}x")
-    out = {"args": vars(a), "cpu": _cpu(), "examples": len(texts), "data": str(glue_dir),
+    out = {"args": vars(a), "cpu": cpu_description(), "examples": len(texts), "data": str(glue_dir),
            "accuracy": {n: {k: v for k, v in r.items() if k != "pred"} for n, r in results.items()},
            "size_bytes": sizes, "export_seconds": export_s, "export_errors": errors, "latency_ms": ms,
            "latency_vs_transformers": {n: base / v for n, v in ms.items()}}
@@ -166,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {a.json}")
     for t in mp.values():
         t.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -191,6 +191,7 @@ CASES: list[tuple[list[str], str]] = [
     (["export", "W/encoder", "W/existing"], "--overwrite"),
     (["export", "W/encoder", "out", "--format", "executorch", "--seq-len", "0"], "--seq-len"),
     (["export", "W/encoder", "out", "--format", "litert", "--seq-len", "9999"], "max_position_embeddings"),
+    (["export", "W/encoder", "out", "--labels", "a,b"], "--labels: only --format mediapipe"),
     # bench
     (["bench", "W/encoder", "--threads", "0"], "--threads"),
     (["bench", "W/encoder", "--seqs", "9999"], "max_position_embeddings"),

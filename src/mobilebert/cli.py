@@ -555,16 +555,20 @@ def _export(sub: argparse._SubParsersAction) -> Runner:
 
 @command("bench")
 def _bench(sub: argparse._SubParsersAction) -> Runner:
-    p = _parser(sub, "bench", "Latency (median, p90) of eager, optimized, bf16, ONNX Runtime fp32/int8, torch int8 "
-                "and transformers on the same weights over batch x seq x threads; sizes; JSON + PNG.",
+    p = _parser(sub, "bench", "Latency (median, p90) of eager, optimized, bf16, ONNX Runtime fp32/int8, torch int8, "
+                "transformers, and the phone files (LiteRT, ExecuTorch; fp32/int8, exported per batch x seq) where "
+                "litert-torch / executorch are installed, on the same weights over batch x seq x threads; sizes; "
+                "JSON + PNG.",
                 "mobilebert bench runs/sst2/seed-1/best --batches 1 --seqs 128 --threads 2 --repeats 5")
     p.add_argument("model_dir", help="checkpoint folder")
     p.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes of the grid")
     p.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 384], help="sequence lengths of the grid "
                    "(at most the model's max_position_embeddings)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch / ONNX Runtime thread counts")
-    p.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch / ONNX Runtime / LiteRT / ExecuTorch thread "
+                   "counts")
+    p.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all; a phone "
+                   "backend whose package is missing is reported as skipped with its install line)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per backend and grid point")
 
     def run(a: argparse.Namespace) -> int:

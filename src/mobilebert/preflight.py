@@ -329,6 +329,12 @@ def check_sts(a: Any) -> None:
         fresh_output(a.json, "--json", overwrite=getattr(a, "overwrite", False))
 
 
+# --format -> (modules the export imports, what to install)
+EXPORT_PACKAGES = {"onnx": (("onnxruntime",), "onnxruntime"), "executorch": (("executorch",), "executorch"),
+                   "litert": (("litert_torch",), "litert-torch"),
+                   "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe")}
+
+
 def check_export(a: Any) -> None:
     import importlib.util
 
@@ -336,11 +342,42 @@ def check_export(a: Any) -> None:
     if a.format != "onnx":
         at_least("--seq-len", a.seq_len, 1)
         _seq_fits("--seq-len", a.seq_len, cfg, a.model_dir)
-    package = {"onnx": ("onnxruntime", "onnxruntime"), "executorch": ("executorch", "executorch"),
-               "litert": ("litert_torch", "litert-torch")}.get(a.format)
-    if package and importlib.util.find_spec(package[0]) is None:
-        raise UsageError(f"--format {a.format} needs `pip install {package[1]}` ({package[0]} is missing)")
+    modules, install = EXPORT_PACKAGES.get(a.format, ((), ""))
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--format {a.format} needs `pip install {install}` ({', '.join(missing)} missing)")
+    if a.format == "mediapipe":
+        _mediapipe_checkpoint(a, cfg)
+    elif getattr(a, "labels", None):
+        raise UsageError(f"--labels: only --format mediapipe writes class names (got --format {a.format})")
     fresh_output(a.out, "out", overwrite=a.overwrite)
+
+
+def _mediapipe_checkpoint(a: Any, cfg: Any) -> None:
+    """What MediaPipe's text tasks can run: a sequence classifier (TextClassifier) or an encoder (TextEmbedder),
+    with its vocab; --labels one name per class."""
+    import json
+
+    folder = Path(a.model_dir)
+    archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or ["Model"]
+    head = archs[0].replace("MobileBert", "").replace("Bert", "")  # as deploy.onnx.load_for_export reads it
+    if head in ("ForPreTraining", "ForMaskedLM", "ForQuestionAnswering"):
+        raise UsageError(f"model_dir {a.model_dir}: {archs[0]} is neither a sequence classifier nor an encoder "
+                         "(MobileBertModel); MediaPipe's text tasks run only those")
+    classifier = head == "ForSequenceClassification"
+    if classifier and cfg.num_labels < 2:
+        raise UsageError(f"model_dir {a.model_dir}: a regression head ({cfg.num_labels} output) is not a "
+                         "classifier; TextClassifier needs at least 2 classes")
+    if not any((folder / n).is_file() for n in ("vocab.txt", "tokenizer.json")):
+        raise UsageError(f"model_dir {a.model_dir}: no vocab.txt or tokenizer.json; the MediaPipe file carries "
+                         "the checkpoint's vocab")
+    if a.labels:
+        if not classifier:
+            raise UsageError(f"--labels: {a.model_dir} is an encoder (TextEmbedder); only classifiers have labels")
+        names = a.labels.split(",")
+        if len(names) != cfg.num_labels or not all(n.strip() for n in names):
+            raise UsageError(f"--labels {a.labels}: got {len(names)} label names for {cfg.num_labels} classes "
+                             "(comma-separated, none empty)")
 
 
 def check_bench(a: Any) -> None:

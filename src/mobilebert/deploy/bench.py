@@ -3,11 +3,17 @@
 Backends run interleaved (A B C A B C ...) so that noise from other processes on a shared machine hits all
 of them alike; medians and 90th percentiles are reported. All backends run the same encoder weights
 (``MobileBertModel``: embeddings + blocks + pooler); task heads are too small to matter.
+
+The phone backends (LiteRT and ExecuTorch files, fp32 and int8) run where their packages import (the mobile
+venv, ``make mobile-venv``); elsewhere they are reported as skipped with the install line. Their files have
+static shapes, so each is exported once per (batch, seq) of the grid before any timing.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
+import importlib.util
 import json
 import logging
 import os
@@ -15,7 +21,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +40,11 @@ log = logging.getLogger(__name__)
 # briefly), stealing cores from whatever runs next; measured here, back to back, the optimized PyTorch module
 # ran 2.5x slower right after an ONNX Runtime call. A deployment runs one runtime; so does each timed call.
 SETTLE_S = 0.05
-ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers")
+PHONE_BACKENDS = ("litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8")
+ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers", *PHONE_BACKENDS)
+# format -> (modules its exporter and runtime need, what to install)
+PHONE_PACKAGES = {"litert": (("litert_torch", "ai_edge_litert"), "litert-torch"),
+                  "executorch": (("executorch",), "executorch")}
 
 
 @dataclass
@@ -97,6 +107,46 @@ def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512)
     return 2 * m * k * n / best / 1e9
 
 
+def cpu_description() -> str:
+    """The CPU's model name and the int8/fp32 instruction sets that decide which target applies to it:
+    e.g. "AMD EPYC (VNNI, AVX-512)" (int8 dot products) or "... (no VNNI, AVX2)"."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((x.split(":", 1)[1].strip() for x in info if x.startswith("model name")), platform.machine())
+    flags = next((x.split(":", 1)[1].split() for x in info if x.startswith("flags")), [])
+    vnni = any("vnni" in f for f in flags)
+    return f"{name} ({'VNNI' if vnni else 'no VNNI'}, {'AVX-512' if 'avx512f' in flags else 'AVX2'})"
+
+
+def has_vnni(cpu: str) -> bool:
+    """Whether :func:`cpu_description` says int8 dot products (VNNI) are there."""
+    return "(VNNI" in cpu
+
+
+def interleaved(calls: dict[Hashable, Callable[[], object]], repeats: int, warmup: int = 2,
+                settle: float = SETTLE_S) -> dict[Hashable, list[float]]:
+    """Milliseconds of each call, timed round-robin (A B C A B C ...) after ``warmup`` untimed calls of each, so
+    that load from other processes hits every call alike; ``settle`` seconds of pause before each timed call."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[Hashable, list[float]] = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            time.sleep(settle)
+            start = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def median_p90(times: list[float]) -> tuple[float, float]:
+    ts = sorted(times)
+    return statistics.median(ts), ts[min(len(ts) - 1, int(0.9 * len(ts)))]
+
+
 def _file_mb(path: Path) -> float:
     return path.stat().st_size / 2**20
 
@@ -134,9 +184,98 @@ def transformers_twin(model: MobileBertModel) -> nn.Module | None:
     return hf
 
 
-def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads: tuple[int, ...]
+def phone_unavailable(name: str) -> str | None:
+    """Why phone backend ``name`` cannot run here (with the install line), or None when its packages import."""
+    fmt = name.split("-")[0]
+    modules, package = PHONE_PACKAGES[fmt]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (f"{', '.join(missing)} not installed: `pip install {package}` (or `make mobile-venv` and run "
+            ".venv-mobile/bin/mobilebert)")
+
+
+class _ExecuTorchPrograms:
+    """The ExecuTorch programs a bench has loaded, all at one XNNPACK thread count.
+
+    XNNPACK's pool is process-wide, and a loaded program's XNNPACK runtime keeps a pointer to it: resizing the
+    pool (``_unsafe_reset_threadpool``) under a loaded program leaves that pointer dangling (measured: "double
+    free or corruption" when the programs are freed). So a change of thread count first drops every program,
+    then resizes the pool, then loads again on demand; it happens in the untimed warm-up of a grid point.
+    """
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        self.loaded: dict[Path, Callable] = {}
+
+    def get(self, path: Path, names: list[str], threads: int) -> Callable:
+        from executorch.extension.pybindings import portable_lib
+
+        from .mobile import ExecuTorchModel
+
+        if threads != self.threads:
+            self.release()
+            portable_lib._unsafe_reset_threadpool(threads)
+            self.threads = threads
+        if path not in self.loaded:
+            self.loaded[path] = ExecuTorchModel(path, names)
+        return self.loaded[path]
+
+    def release(self) -> None:
+        self.loaded.clear()
+        gc.collect()
+
+
+_EXECUTORCH = _ExecuTorchPrograms()
+
+
+class _ExecuTorchAt:
+    """An ExecuTorch backend at one thread count: the program exported for the inputs' (batch, seq)."""
+
+    def __init__(self, files: dict[tuple[int, int], Path], names: list[str], threads: int) -> None:
+        self.files, self.names, self.threads = files, names, threads
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        program = _EXECUTORCH.get(self.files[tuple(input_ids.shape)], self.names, self.threads)
+        return program(input_ids, attention_mask)
+
+
+class _ByShape:
+    """Phone files have static shapes: call the one exported for the inputs' (batch, seq)."""
+
+    def __init__(self, by_shape: dict[tuple[int, int], Callable]) -> None:
+        self.by_shape = by_shape
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        return self.by_shape[tuple(input_ids.shape)](input_ids, attention_mask)
+
+
+def _phone_backend(enc: MobileBertModel, name: str, tmp: Path, threads: tuple[int, ...],
+                   shapes: tuple[tuple[int, int], ...]) -> tuple[dict[int, Callable], float]:
+    """Export ``enc`` to the phone format once per (batch, seq) (parity-checked by the exporter) and load it at
+    each thread count: {threads -> callable}, size in MB of the first file."""
+    from . import mobile
+
+    fmt, q = name.split("-")
+    files = {}
+    for b, s_ in shapes:
+        path = tmp / f"{name}-b{b}-s{s_}.{'tflite' if fmt == 'litert' else 'pte'}"
+        export = mobile.export_litert if fmt == "litert" else mobile.export_executorch
+        files[b, s_] = export(enc, path, int8=q == "int8", seq_len=s_, batch=b)
+    names = optimize_for_inference(enc).output_names()  # the exported graph's outputs, in order
+    if fmt == "litert":
+        runs = {t: _ByShape({k: mobile.LiteRTModel(f, names, threads=t) for k, f in files.items()})
+                for t in threads}
+    else:  # loaded on first call (the pool must be sized before a program loads)
+        runs = {t: _ExecuTorchAt(files, names, t) for t in threads}
+    return runs, _file_mb(next(iter(files.values())))
+
+
+def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads: tuple[int, ...],
+                   shapes: tuple[tuple[int, int], ...] = ()
                    ) -> tuple[dict[str, dict[int, Callable]], dict[str, float], dict[str, str]]:
-    """name -> {threads -> callable(input_ids, attention_mask)}, sizes in MB, and skipped backends."""
+    """name -> {threads -> callable(input_ids, attention_mask)}, sizes in MB, and skipped backends. ``shapes``:
+    the (batch, seq) pairs the phone backends are exported for (their files have static shapes)."""
     enc: MobileBertModel = model if isinstance(model, MobileBertModel) else model.mobilebert
     enc = enc.eval()
     runs: dict[str, dict[int, Callable]] = {}
@@ -167,6 +306,15 @@ def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads:
                 file = out / ("model.int8.onnx" if name == "ort-int8" else "model.onnx")
                 runs[name] = {t: OnnxModel(file, threads=t) for t in threads}
                 sizes[name] = _file_mb(file)
+            elif name in PHONE_BACKENDS:
+                why = phone_unavailable(name)
+                if why:
+                    skipped[name] = why
+                    continue
+                try:
+                    runs[name], sizes[name] = _phone_backend(enc, name, tmp, threads, shapes)
+                except ValueError as e:  # e.g. a seq below the phone exporters' minimum of 3
+                    skipped[name] = str(e)
             elif name == "transformers":
                 hf = transformers_twin(enc)
                 if hf is None:
@@ -193,51 +341,139 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
     inputs, so that ratios between models (a student against its teacher) are measured under the same load."""
     cfg = cfg or BenchConfig()
     encs = {k: (m if isinstance(m, MobileBertModel) else m.mobilebert) for k, m in models.items()}
-    machine = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-               "cores": str(os.cpu_count())}
+    machine = {"cpu": cpu_description(), "torch": torch.__version__, "cores": str(os.cpu_count())}
     results = {k: BenchResult(machine=dict(machine)) for k in models}
     vocab = min(e.config.vocab_size for e in encs.values())
     positions = min(e.config.max_position_embeddings for e in encs.values())
+    points = [(t, b, s) for t in cfg.threads for b in cfg.batches for s in cfg.seqs if s <= positions]
+    shapes = tuple(dict.fromkeys((b, s) for _, b, s in points))
     saved_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="mobilebert-bench-") as d:
         runs: dict[tuple[str, str], dict[int, Callable]] = {}
         for k, m in models.items():
             (Path(d) / k).mkdir()
             model_runs, results[k].sizes_mb, results[k].skipped = build_backends(m, cfg.backends, Path(d) / k,
-                                                                                 cfg.threads)
+                                                                                 cfg.threads, shapes)
             runs.update({(k, n): fns for n, fns in model_runs.items()})
             for s_ in cfg.seqs:
                 results[k].flops_per_seq[s_] = model_flops(encs[k], s_)
-        points = [(t, b, s) for t in cfg.threads for b in cfg.batches for s in cfg.seqs if s <= positions]
         bar = tqdm(points, desc="bench", disable=not progress)
         for t, b, s in bar:
             torch.set_num_threads(t)
             ids = torch.randint(1, vocab, (b, s))
             mask = torch.ones_like(ids)
-            times: dict[tuple[str, str], list[float]] = {n: [] for n in runs}
             with torch.inference_mode():
-                for fns in runs.values():
-                    for _ in range(2):
-                        fns[t](input_ids=ids, attention_mask=mask)
-                for _ in range(cfg.repeats):
-                    for n, fns in runs.items():
-                        time.sleep(SETTLE_S)
-                        start = time.perf_counter()
-                        fns[t](input_ids=ids, attention_mask=mask)
-                        times[n].append((time.perf_counter() - start) * 1e3)
+                times = interleaved({n: (lambda f=fns[t], x=ids, m=mask: f(input_ids=x, attention_mask=m))
+                                     for n, fns in runs.items()}, cfg.repeats)
             for (k, n), ts in times.items():
-                ts.sort()
-                results[k].rows.append({"backend": n, "threads": t, "batch": b, "seq": s,
-                                        "median_ms": statistics.median(ts),
-                                        "p90_ms": ts[min(len(ts) - 1, int(0.9 * len(ts)))]})
+                med, p90 = median_p90(ts)
+                results[k].rows.append({"backend": n, "threads": t, "batch": b, "seq": s, "median_ms": med,
+                                        "p90_ms": p90})
         for t in cfg.threads:
             for kind in ("fp32", "bf16", "int8"):
                 time.sleep(SETTLE_S)
                 rate = gemm_rate(kind, t)
                 for r in results.values():
                     r.gemm_gflops[f"{kind}@{t}t"] = rate
+        _EXECUTORCH.release()  # before their files go
     torch.set_num_threads(saved_threads)
     return results
+
+
+# ----------------------------------------------------------------------------- raw text -> label
+class _OneTextPerCall:
+    """Calls ``fn(text)`` with the next of ``texts`` each time, and keeps the process CPU seconds it used (all
+    threads) beside the wall seconds: their ratio is how many cores the path really keeps busy. Every path
+    wrapped alike and called in the same round-robin sees the same string in the same round."""
+
+    def __init__(self, fn: Callable[[str], object], texts: list[str]) -> None:
+        self.fn, self.texts, self.i, self.cpu_s, self.wall_s = fn, texts, 0, 0.0, 0.0
+
+    def __call__(self) -> object:
+        text = self.texts[self.i % len(self.texts)]
+        self.i += 1
+        c, w = time.process_time(), time.perf_counter()
+        out = self.fn(text)
+        self.cpu_s += time.process_time() - c
+        self.wall_s += time.perf_counter() - w
+        return out
+
+
+OUR_PIPELINE = "our pipeline"
+
+
+def bench_text_classifier(model_dir: str | os.PathLike, texts: list[str], seq_len: int = 128,
+                          threads: tuple[int, ...] = (1, 2), repeats: int = 20,
+                          int8: tuple[bool, ...] = (False, True)) -> dict:
+    """Raw text -> label, one string per call, as an app classifies: MediaPipe's ``TextClassifier`` on
+    ``--format mediapipe`` files (fp32, int8) against our Python pipeline (our tokenizer + eager PyTorch +
+    softmax, right-padded to ``seq_len`` like MediaPipe's input), on the same strings, interleaved, medians.
+
+    MediaPipe's Python API has no thread setting (on Linux its XNNPACK runs one thread); its rows are timed at
+    every count in ``threads`` all the same, and ``cores_busy`` (process CPU time / wall time) says what each
+    path really used. ``labels_agree``: on how many of ``texts`` each file's top label equals ours.
+    """
+    from .mediapipe import (
+        MediaPipeText,
+        TextPipeline,
+        checkpoint_tokenizer,
+        export_mediapipe,
+        label_names,
+        task_of,
+    )
+    from .onnx import load_for_export
+
+    model = load_for_export(model_dir).eval()
+    if task_of(model) != "classifier":
+        raise ValueError(f"{model_dir}: an encoder, not a sequence classifier; the raw text -> label row runs "
+                         "MediaPipe's TextClassifier")
+    ours = TextPipeline(model, checkpoint_tokenizer(model_dir, model.config.vocab_size), "classifier", seq_len)
+    labels = label_names(model_dir, model)
+    saved_threads = torch.get_num_threads()
+    out: dict = {"cpu": cpu_description(), "model": str(model_dir), "seq_len": seq_len, "texts": len(texts),
+                 "repeats": repeats, "baseline": OUR_PIPELINE, "rows": [], "sizes_mb": {}, "labels_agree": {}}
+    with tempfile.TemporaryDirectory(prefix="mobilebert-e2e-") as d:
+        tasks: dict[str, MediaPipeText] = {}
+        try:
+            for q in int8:
+                kind = "int8" if q else "fp32"
+                name = f"MediaPipe TextClassifier {kind}"
+                file = export_mediapipe(model_dir, Path(d) / f"{kind}.tflite", int8=q, seq_len=seq_len).path
+                tasks[name], out["sizes_mb"][name] = MediaPipeText(file, "classifier"), _file_mb(file)
+            torch.set_num_threads(min(threads))
+            ref = ours(texts).argmax(1)
+            for name, task in tasks.items():
+                out["labels_agree"][name] = int((task(texts).argmax(1) == ref).sum())
+            for t in threads:
+                torch.set_num_threads(t)
+                paths: dict[Hashable, _OneTextPerCall] = {
+                    OUR_PIPELINE: _OneTextPerCall(lambda x: labels[int(ours([x])[0].argmax())], texts),
+                    **{n: _OneTextPerCall(lambda x, task=task: task.labels([x])[0], texts)
+                       for n, task in tasks.items()}}
+                times = interleaved(paths, repeats)
+                base = median_p90(times[OUR_PIPELINE])[0]
+                for n, ts in times.items():
+                    med, p90 = median_p90(ts)
+                    out["rows"].append({"path": n, "threads": t, "median_ms": med, "p90_ms": p90,
+                                        "x_baseline": base / med, "cores_busy": paths[n].cpu_s / paths[n].wall_s})
+        finally:
+            for task in tasks.values():
+                task.close()
+            torch.set_num_threads(saved_threads)
+    return out
+
+
+def format_text_table(res: dict) -> str:
+    """One line per path and thread count: median, p90, speed-up against our pipeline, cores busy, size."""
+    lines = [f"raw text -> label, one string per call, seq {res['seq_len']}, {res['texts']} strings, "
+             f"CPU {res['cpu']}",
+             f"{'path':<34}{'thr':>4}{'median ms':>11}{'p90 ms':>9}{'x ' + res['baseline']:>16}{'cores busy':>12}"
+             f"{'size MB':>9}"]
+    for r in res["rows"]:
+        lines.append(f"{r['path']:<34}{r['threads']:>4}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}"
+                     f"{r['x_baseline']:>16.2f}{r['cores_busy']:>12.2f}{res['sizes_mb'].get(r['path'], 0):>9.1f}")
+    lines += [f"{n}: top label equals ours on {k}/{res['texts']}" for n, k in res["labels_agree"].items()]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -305,5 +541,6 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     return res
 
 
-__all__ = ["ALL_BACKENDS", "BenchConfig", "BenchResult", "bench_checkpoint", "format_table", "gemm_rate",
-           "model_flops", "plot", "run_bench", "save_json", "transformers_twin"]
+__all__ = ["ALL_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "bench_checkpoint", "bench_text_classifier",
+           "cpu_description", "format_table", "format_text_table", "gemm_rate", "has_vnni", "interleaved",
+           "median_p90", "model_flops", "phone_unavailable", "plot", "run_bench", "save_json", "transformers_twin"]
