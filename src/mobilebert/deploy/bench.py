@@ -480,12 +480,12 @@ def format_text_table(res: dict) -> str:
 def format_table(res: BenchResult, baseline: str = "transformers") -> str:
     """One line per backend and grid point: median, p90, speed-up against ``baseline`` (else eager)."""
     base = baseline if any(r["backend"] == baseline for r in res.rows) else "eager"
-    lines = [f"{'backend':<13}{'thr':>4}{'batch':>6}{'seq':>5}{'median ms':>11}{'p90 ms':>9}{'x ' + base:>16}"
+    lines = [f"{'backend':<16}{'thr':>4}{'batch':>6}{'seq':>5}{'median ms':>11}{'p90 ms':>9}{'x ' + base:>16}"
              f"{'size MB':>9}"]
     for r in res.rows:
         b = res.latency(base, r["threads"], r["batch"], r["seq"])
         ratio = f"{b / r['median_ms']:.2f}" if b else "-"
-        lines.append(f"{r['backend']:<13}{r['threads']:>4}{r['batch']:>6}{r['seq']:>5}{r['median_ms']:>11.2f}"
+        lines.append(f"{r['backend']:<16}{r['threads']:>4}{r['batch']:>6}{r['seq']:>5}{r['median_ms']:>11.2f}"
                      f"{r['p90_ms']:>9.2f}{ratio:>16}{res.sizes_mb.get(r['backend'], 0):>9.1f}")
     for n, why in res.skipped.items():
         lines.append(f"{n}: skipped ({why})")
