@@ -1,11 +1,13 @@
 """Task-specific distillation on SST-2: the distilled student fine-tuned with a fine-tuned teacher's soft labels
-(``finetune --teacher``) against the same fine-tune without one. Same student, data subset, hyper-parameters and
-seeds; dev accuracy per seed, mean +- std, and the gain.
+(``finetune --teacher``, arm ``kd``), with soft labels plus intermediate transfer (``--kd-hidden``,
+``--kd-attention``, arm ``mid``), and without a teacher (``plain``). Same student, data subset, hyper-parameters
+and seeds; dev accuracy per seed, mean +- std, and the gains.
 
     # the teacher: all-MiniLM-L6-v2 fine-tuned with MiniLM's protocol (89.45% in docs/results.md)
     mobilebert finetune --task sst2 --data ../shared/data/glue --model <MiniLM dir> --out runs/sst2_minilm_teacher \\
         --epochs 1 --max-seq-length 64 --lr 1e-4 --max-train-examples 40000 --seeds 1
-    .venv/bin/python benchmarks/task_distill.py --teacher runs/sst2_minilm_teacher/seed-1/best --seeds 1,2,3
+    .venv/bin/python benchmarks/task_distill.py --teacher runs/sst2_minilm_teacher/seed-1/best --seeds 1,2,3 \
+        --arms plain,kd,mid
 
 Each arm's ``results.json`` is kept under ``--workdir``; an arm whose results already exist with the same settings
 is read back instead of trained again, so an interrupted comparison continues where it stopped.
@@ -24,17 +26,17 @@ from mobilebert.recipes.finetune import finetune
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_arm(name: str, out: Path, settings: dict, teacher: str | None) -> dict:
+def run_arm(name: str, out: Path, settings: dict, teacher: str | None, extra: dict) -> dict:
     """Fine-tune one arm (or read back a finished one with the same settings)."""
     done = out / "results.json"
-    key = {**settings, "teacher": teacher}
+    key = {**settings, "teacher": teacher, **extra}
     settings_file = out / "bench_settings.json"
     if done.exists() and settings_file.exists() and json.loads(settings_file.read_text()) == key:
         print(f"{name}: reusing {done}")
         return json.loads(done.read_text())
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench_settings.json", json.dumps(key, indent=2) + "\n")
-    kd = {"teacher": teacher, "kd_alpha": settings["kd_alpha"], "kd_temperature": settings["kd_temperature"]}
+    kd = {"teacher": teacher, "kd_alpha": settings["kd_alpha"], "kd_temperature": settings["kd_temperature"], **extra}
     return finetune("sst2", settings["data"], settings["student"], out, lr=settings["lr"],
                     batch_size=settings["batch_size"], epochs=settings["epochs"],
                     max_seq_length=settings["max_seq_length"], seeds=settings["seeds"],
@@ -60,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=0.1, help="the shipped student has none of its own")
     p.add_argument("--kd-alpha", type=float, default=0.5)
     p.add_argument("--kd-temperature", type=float, default=2.0)
-    p.add_argument("--arms", default="kd,plain", help="which arms to run: kd, plain or both (comma-separated)")
+    p.add_argument("--kd-hidden", type=float, default=1.0, help="arm mid: weight of the hidden-state transfer")
+    p.add_argument("--kd-attention", type=float, default=1.0, help="arm mid: weight of the attention transfer")
+    p.add_argument("--arms", default="kd,plain", help="which arms to run: plain, kd, mid (comma-separated)")
     p.add_argument("--workdir", default=str(REPO / "runs" / "task_distill"))
     p.add_argument("--json", default=str(Path(__file__).parent / "results" / "task_distill_sst2.json"))
     a = p.parse_args(argv)
@@ -70,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                 "kd_temperature": a.kd_temperature}
     arms = {}
     for name in a.arms.split(","):
-        if name not in ("kd", "plain"):
-            p.error(f"--arms: unknown arm {name!r} (kd or plain)")
-        arms[name] = run_arm(name, Path(a.workdir) / name, settings, a.teacher if name == "kd" else None)
+        if name not in ("plain", "kd", "mid"):
+            p.error(f"--arms: unknown arm {name!r} (plain, kd or mid)")
+        extra = {"kd_hidden": a.kd_hidden, "kd_attention": a.kd_attention} if name == "mid" else {}
+        arms[name] = run_arm(name, Path(a.workdir) / name, settings, None if name == "plain" else a.teacher, extra)
 
     print(f"\nSST-2 dev accuracy, {a.max_train_examples} training examples, {a.epochs} epoch(s), lr {a.lr}, "
-          f"dropout {a.dropout}; KD: alpha {a.kd_alpha}, T {a.kd_temperature}")
+          f"dropout {a.dropout}; KD: alpha {a.kd_alpha}, T {a.kd_temperature}; mid: + hidden x {a.kd_hidden}, "
+          f"attention x {a.kd_attention}")
     print("| arm | " + " | ".join(f"seed {s}" for s in settings["seeds"]) + " | mean +- std |")
     print("|---|" + "---|" * (len(settings["seeds"]) + 1))
     summary = {}
@@ -85,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         m, s = 100 * dev["mean"], 100 * dev["std"]
         summary[name] = {"per_seed": acc, "mean": m, "std": s}
         print(f"| {name} | " + " | ".join(f"{x:.2f}" for x in acc) + f" | {m:.2f} +- {s:.2f} |")
-    if "kd" in arms:
-        t_dev = arms["kd"]["hparams"].get("teacher_dev", {}).get("dev", {})
+    for name in ("kd", "mid"):
+        t_dev = arms[name]["hparams"].get("teacher_dev", {}).get("dev", {}) if name in arms else {}
         if t_dev:
             summary["teacher_dev_accuracy"] = 100 * t_dev.get("accuracy", float("nan"))
-            print(f"teacher: {summary['teacher_dev_accuracy']:.2f}")
-    if {"kd", "plain"} <= arms.keys():
-        summary["gain"] = summary["kd"]["mean"] - summary["plain"]["mean"]
-        print(f"gain from the teacher: {summary['gain']:+.2f} points")
+    if "teacher_dev_accuracy" in summary:
+        print(f"teacher: {summary['teacher_dev_accuracy']:.2f}")
+    for name in ("kd", "mid"):
+        if {name, "plain"} <= arms.keys():
+            summary[f"gain_{name}"] = summary[name]["mean"] - summary["plain"]["mean"]
+            print(f"gain of {name} over plain: {summary[f'gain_{name}']:+.2f} points")
     atomic_write_text(Path(a.json), json.dumps({"args": vars(a), "summary": summary,
                                                 "hparams": {k: v["hparams"] for k, v in arms.items()}},
                                                indent=2) + "\n")
