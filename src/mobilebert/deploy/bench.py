@@ -257,6 +257,8 @@ def _phone_backend(enc: MobileBertModel, name: str, tmp: Path, threads: tuple[in
     from . import mobile
 
     fmt, q = name.split("-")
+    if not shapes:
+        raise ValueError("no (batch, seq) shapes to export the phone files for")
     files = {}
     for b, s_ in shapes:
         path = tmp / f"{name}-b{b}-s{s_}.{'tflite' if fmt == 'litert' else 'pte'}"
