@@ -235,6 +235,8 @@ def test_intermediate_transfer_trains_logs_its_terms_and_projects_other_widths(t
     finetune("sst2", SAMPLE_DIR, wide, tmp_path / "w", epochs=1, seeds=[1], teacher=teacher, kd_hidden=1.0, **SMALL)
     saved = _weights(tmp_path / "w")
     assert not any("proj" in k for k in saved)
+    logged = [json.loads(line) for line in (tmp_path / "w" / "seed-1" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/hidden" in r for r in logged) and not any("loss/att" in r for r in logged)  # only what is weighed
     ckpt = next((tmp_path / "w" / "seed-1" / "checkpoints").rglob("*.pt"), None)
     assert ckpt is not None and any(k.startswith("transfer.proj") for k in torch.load(ckpt, weights_only=False)["model"])
 

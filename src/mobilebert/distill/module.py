@@ -61,7 +61,26 @@ def _run_teacher(model: MobileBertForPreTraining, h: Tensor, mask: Tensor | None
     return torch.cat([o[0] for o in outs]), scores
 
 
-class DistillModule(nn.Module):
+class HoldsTeacher(nn.Module):
+    """A module with a frozen teacher held outside its module tree, so the teacher is never saved, never handed
+    to the optimizer and never wrapped in DDP, yet moves to the module's device with it. Subclasses call
+    ``_hold_teacher`` in ``__init__``."""
+
+    def _hold_teacher(self, teacher: nn.Module | None) -> None:
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def _apply(self, fn, recurse=True):  # keep the teacher on the module's device
+        super()._apply(fn, recurse)
+        if self._teacher:
+            self._teacher[0] = self._teacher[0].to(next(self.parameters()).device)
+        return self
+
+
+class DistillModule(HoldsTeacher):
     """Student + transfer projections (what trains and is checkpointed); the teacher is held outside the
     module tree so it is never saved, never handed to the optimizer and never wrapped in DDP.
 
@@ -80,20 +99,8 @@ class DistillModule(nn.Module):
         self.student = student
         self.transfer = TransferLoss(tmap, student.config.hidden_size, teacher.config.hidden_size) if tmap else None
         self.tmap = tmap
-        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+        self._hold_teacher(teacher)
         self.alpha, self.temperature = alpha, temperature
-
-    @property
-    def teacher(self) -> MobileBertForPreTraining | None:
-        return self._teacher[0] if self._teacher else None
-
-    def _apply(self, fn, recurse=True):  # keep the teacher on the student's device
-        super()._apply(fn, recurse)
-        if self._teacher:
-            t = self._teacher[0]
-            dev = next(self.student.parameters()).device
-            self._teacher[0] = t.to(dev)
-        return self
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         s, L = self.student, self.student.config.num_hidden_layers

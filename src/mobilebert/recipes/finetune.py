@@ -53,6 +53,7 @@ from ..distill.losses import (
     regression_distillation_loss,
     span_distillation_loss,
 )
+from ..distill.module import HoldsTeacher
 from ..distill.strategies import Stage
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
@@ -279,7 +280,7 @@ def _predict_ids(task: glue.GlueTask, outputs: list) -> np.ndarray:
 TARGETS = ("labels", "start_positions", "end_positions")
 
 
-class FinetuneModule(nn.Module):
+class FinetuneModule(HoldsTeacher):
     """The task model and its loss in the trainer's calling convention: ``forward(batch, stage, counts)`` ->
     ``{"task": loss}``. The loss is a sum over the micro-batch divided by the *global* batch's sequence count,
     so gradient accumulation and DDP add up to exactly the single-process batch loss. A batch carrying
@@ -287,44 +288,41 @@ class FinetuneModule(nn.Module):
 
     With ``teacher_model`` and a ``transfer`` map (intermediate task distillation, as TinyBERT's task stage) the
     teacher also runs on every batch and two more terms come back: ``hidden``, the feature-map loss of every
-    student layer against its teacher layer, and ``att``, the attention KL; each averaged over layers. The
-    teacher is held outside the module tree (never saved, never optimised, never wrapped in DDP); learned
-    projections, present only when widths differ, train and are checkpointed with the model."""
+    student layer against its teacher layer, and ``att``, the attention KL; each averaged over layers, each
+    computed only when the stage weighs it (all of them without a stage). The teacher is held as
+    ``HoldsTeacher`` holds it; learned projections, present only when widths differ, train and are
+    checkpointed with the model."""
 
     def __init__(self, model: nn.Module, regression: bool, kd_alpha: float = 1.0, kd_temperature: float = 1.0,
                  teacher_model: nn.Module | None = None, transfer: TransferMap | None = None) -> None:
         super().__init__()
         self.model = model
         self.regression, self.kd_alpha, self.kd_temperature = regression, kd_alpha, kd_temperature
-        self._teacher = [teacher_model.eval().requires_grad_(False)] if teacher_model is not None else []
+        self._hold_teacher(teacher_model)
         self.transfer = (TransferLoss(transfer, model.config.hidden_size, teacher_model.config.hidden_size)
                          if transfer is not None and teacher_model is not None else None)
-
-    def _apply(self, fn, recurse=True):  # keep the teacher on the student's device
-        super()._apply(fn, recurse)
-        if self._teacher:
-            self._teacher[0] = self._teacher[0].to(next(self.model.parameters()).device)
-        return self
 
     def forward(self, batch: dict[str, torch.Tensor], stage: Stage | None = None,
                 counts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-        want = self.transfer is not None and (stage is None or any(stage.terms.get(k) for k in ("hidden", "att")))
-        out = self.model(ids, mask, types, output_hidden_states=want, output_attention_scores=want)
+        want = {k for k in ("hidden", "att") if self.transfer is not None and (stage is None or stage.terms.get(k))}
+        out = self.model(ids, mask, types, output_hidden_states=bool(want), output_attention_scores="att" in want)
         targets = {k: batch[k] for k in TARGETS if k in batch}
         n = None if counts is None else counts["sequences"]
         terms = {"task": task_loss(out, targets, batch.get("teacher"), mask, self.regression,
                                    self.kd_alpha, self.kd_temperature, n)}
         if want:
             with torch.no_grad():
-                t = self._teacher[0](ids, mask, types, output_hidden_states=True, output_attention_scores=True)
+                t = self.teacher(ids, mask, types, output_hidden_states=True, output_attention_scores="att" in want)
             tokens = None if counts is None else counts["tokens"]
+            kinds, att = {"hidden": "fmt", "att": "att"}, "att" in want
             per_layer = [self.transfer.layer_terms(i, out.hidden_states[i + 1], t.hidden_states[j + 1],
-                                                   out.attention_scores[i], t.attention_scores[j], mask, tokens,
-                                                   {"fmt", "att"})
+                                                   out.attention_scores[i] if att else None,
+                                                   t.attention_scores[j] if att else None, mask, tokens,
+                                                   {kinds[k] for k in want})
                          for i, j in enumerate(self.transfer.map.layer_map)]
-            terms["hidden"] = sum(x["fmt"] for x in per_layer) / len(per_layer)
-            terms["att"] = sum(x["att"] for x in per_layer) / len(per_layer)
+            for k in want:
+                terms[k] = sum(x[kinds[k]] for x in per_layer) / len(per_layer)
         return terms
 
 
@@ -390,19 +388,19 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
                    kd_temperature: float = 1.0, dropout: float | None = None, grad_accum: int = 1,
                    precision: str = "fp32", save_every: int = 0, keep_last: int = 1,
                    resume: bool = False, teacher_model: nn.Module | None = None,
-                   kd_hidden: float = 0.0, kd_attention: float = 0.0) -> dict[str, Any]:
+                   transfer: TransferMap | None = None, kd_hidden: float = 0.0,
+                   kd_attention: float = 0.0) -> dict[str, Any]:
     """One fine-tuning run through the shared trainer; the best epoch (first dev split's score) is saved to
     ``out_dir/best``, checkpoints to ``out_dir/checkpoints`` (after every epoch, and every ``save_every`` steps).
 
     ``teacher``: cached teacher outputs per training row (``teacher_logits``), mixed into the loss with
-    weight ``1 - kd_alpha`` at temperature ``kd_temperature``. ``teacher_model`` with ``kd_hidden`` /
-    ``kd_attention`` > 0: intermediate transfer from it on every batch (see ``FinetuneModule``)."""
+    weight ``1 - kd_alpha`` at temperature ``kd_temperature``. ``teacher_model`` and its ``transfer`` map:
+    intermediate transfer on every batch, weighted ``kd_hidden`` and ``kd_attention`` (see ``FinetuneModule``)."""
     _seed_everything(seed)
     model = load_model(setup, model_dir, random_init=random_init, dropout=dropout)
-    intermediate = teacher_model is not None and (kd_hidden > 0 or kd_attention > 0)
-    tmap = TransferMap.build(teacher_model.config, model.config) if intermediate else None
+    intermediate = teacher_model is not None and transfer is not None
     module = FinetuneModule(model, setup.is_regression, kd_alpha if teacher is not None else 1.0, kd_temperature,
-                            teacher_model if intermediate else None, tmap)
+                            teacher_model if intermediate else None, transfer if intermediate else None)
     slots = d.world * grad_accum
     if batch_size % slots:
         raise ValueError(f"--batch-size {batch_size} is not divisible by {d.world} process(es) x --grad-accum "
@@ -415,8 +413,9 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
                  "accumulation steps one", len(train) % batch_size, d.world, grad_accum)
     total = per_epoch * epochs
     warmup_steps = int(warmup * total) if warmup < 1 else int(warmup)
-    terms = {"task": 1.0, **({"hidden": kd_hidden, "att": kd_attention} if intermediate else {})}
-    lr_groups = {"model": 1.0, **({"transfer": 1.0} if tmap is not None and tmap.project else {})}
+    kd = {"hidden": kd_hidden, "att": kd_attention} if intermediate else {}
+    terms = {"task": 1.0, **{k: w for k, w in kd.items() if w > 0}}
+    lr_groups = {"model": 1.0, **({"transfer": 1.0} if intermediate and transfer.project else {})}
     stage = Stage("finetune", total, terms, [], lr_groups, (warmup_steps + 0.5) / total)
     cfg = TrainConfig(out_dir=str(out_dir), optimizer="adamw", lr=lr, eps=1e-6, weight_decay=weight_decay,
                       batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
@@ -492,8 +491,8 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
     out = Path(out_dir)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
     t_model = load_teacher(setup, teacher, tokenizer).to(d.device) if teacher is not None else None
-    if intermediate:  # a student deeper than its teacher is refused here, before any data is read
-        TransferMap.build(t_model.config, MobileBertConfig.from_json(model_dir))
+    # intermediate transfer's layer map; a student deeper than its teacher is refused here, before any data is read
+    tmap = TransferMap.build(t_model.config, MobileBertConfig.from_json(model_dir)) if intermediate else None
     train = load_train_data(setup, data_dir, tokenizer, max_train_examples, source)
     dev = load_eval_data(setup, data_dir, tokenizer, limit=max_eval_examples, source=source)
     hparams = {"task": setup.task, "model": str(model_dir), "lr": lr, "batch_size": batch_size, "epochs": epochs,
@@ -522,7 +521,7 @@ def finetune(task: str, data_dir: str | Path, model_dir: str | Path, out_dir: st
                                    log_every=log_every, d=d, teacher=cached, kd_alpha=kd_alpha,
                                    kd_temperature=kd_temperature, dropout=dropout, grad_accum=grad_accum,
                                    precision=precision, save_every=save_every, keep_last=keep_last,
-                                   resume=resume, teacher_model=t_model, kd_hidden=kd_hidden,
+                                   resume=resume, teacher_model=t_model, transfer=tmap, kd_hidden=kd_hidden,
                                    kd_attention=kd_attention))
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
     if d.main:
