@@ -20,6 +20,7 @@ from .validate import (
     fresh_output,
     in_range,
     looks_like_text,
+    missing_packages,
     model_config,
     one_of,
     text_file,
@@ -329,21 +330,12 @@ def check_sts(a: Any) -> None:
         fresh_output(a.json, "--json", overwrite=getattr(a, "overwrite", False))
 
 
-# --format -> (modules the export imports, what to install)
-EXPORT_PACKAGES = {"onnx": (("onnxruntime",), "onnxruntime"), "executorch": (("executorch",), "executorch"),
-                   "litert": (("litert_torch",), "litert-torch"),
-                   "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe")}
-
-
 def check_export(a: Any) -> None:
-    import importlib.util
-
     cfg = model_config(a.model_dir, "model_dir")
     if a.format != "onnx":
         at_least("--seq-len", a.seq_len, 1)
         _seq_fits("--seq-len", a.seq_len, cfg, a.model_dir)
-    modules, install = EXPORT_PACKAGES.get(a.format, ((), ""))
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing, install = missing_packages(a.format)
     if missing:
         raise UsageError(f"--format {a.format} needs `pip install {install}` ({', '.join(missing)} missing)")
     if a.format == "mediapipe":

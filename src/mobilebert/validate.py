@@ -20,6 +20,12 @@ from typing import Any
 RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TEXT_PROBE_BYTES = 1 << 16
+# Export format -> (modules its exporter and runtime import, what to pip install). Export preflight and the
+# phone bench backends both read it, so a format's requirements are stated once.
+FORMAT_PACKAGES = {"onnx": (("onnxruntime",), "onnxruntime"),
+                   "executorch": (("executorch",), "executorch"),
+                   "litert": (("litert_torch", "ai_edge_litert"), "litert-torch"),
+                   "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe")}
 
 
 class UsageError(ValueError):
@@ -127,6 +133,14 @@ def weight_names(model_dir: str | os.PathLike) -> set[str] | None:
     if (p / "model.safetensors.index.json").is_file():
         return set(json.loads((p / "model.safetensors.index.json").read_text(encoding="utf-8"))["weight_map"])
     return None
+
+
+def missing_packages(fmt: str) -> tuple[list[str], str]:
+    """The modules export format ``fmt`` needs that do not import here, and the pip line that installs them."""
+    import importlib.util
+
+    modules, install = FORMAT_PACKAGES.get(fmt, ((), ""))
+    return [m for m in modules if importlib.util.find_spec(m) is None], install
 
 
 def has_checkpoints(path: str | os.PathLike) -> bool:

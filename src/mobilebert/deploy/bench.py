@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, atomic_write_text
 from ..modeling import MobileBertModel
+from ..validate import missing_packages
 from .optimize import optimize_for_inference
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 SETTLE_S = 0.05
 PHONE_BACKENDS = ("litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8")
 ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers", *PHONE_BACKENDS)
-# format -> (modules its exporter and runtime need, what to install)
-PHONE_PACKAGES = {"litert": (("litert_torch", "ai_edge_litert"), "litert-torch"),
-                  "executorch": (("executorch",), "executorch")}
 
 
 @dataclass
@@ -186,9 +183,7 @@ def transformers_twin(model: MobileBertModel) -> nn.Module | None:
 
 def phone_unavailable(name: str) -> str | None:
     """Why phone backend ``name`` cannot run here (with the install line), or None when its packages import."""
-    fmt = name.split("-")[0]
-    modules, package = PHONE_PACKAGES[fmt]
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing, package = missing_packages(name.split("-")[0])
     if not missing:
         return None
     return (f"{', '.join(missing)} not installed: `pip install {package}` (or `make mobile-venv` and run "
