@@ -48,7 +48,7 @@ def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
 
 
 def test_demo_student_matches_the_shipped_recipe():
-    from mobilebert.recipes.demo import STUDENT
+    from mobilebert.demo.minilm import STUDENT
     from mobilebert.recipes.distill import DistillConfig, load_config
 
     assert load_config(DistillConfig, REPO / "configs" / "distill_minilm.yaml").student == STUDENT
@@ -73,6 +73,9 @@ def test_report_numbers_come_from_the_metrics_files(demo_dir):
     for png in ("sts_curve.png", "loss.png", "sts.png", "accuracy.png", "latency_size.png"):
         assert (demo_dir / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in report
+    # A fast run says so, draws the majority class, and claims no speed-up from two timed calls.
+    assert "fast mode" in report and results["sst2_majority_class_accuracy"] == pytest.approx(100 * 444 / 872)
+    assert not any(r["reliable"] for r in results["latency"]) and "faster than the teacher" not in report
 
 
 def test_the_paper_recipe_stays_available(tmp_path):
@@ -81,7 +84,9 @@ def test_the_paper_recipe_stays_available(tmp_path):
     assert results["recipe"] == "ib-bert"
     teacher = MobileBertForPreTraining.from_pretrained(results["checkpoints"]["teacher"]).config
     assert teacher.normalization_type == "layer_norm" and teacher.intra_bottleneck_size > teacher.hidden_size
-    assert (tmp_path / "report.md").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "fast mode" in report and "student int8 ONNX" in report
+    assert (tmp_path / "plots" / "accuracy.png").stat().st_size > 1000
 
 
 # ----------------------------------------------------------------------------- the documented commands

@@ -1,7 +1,8 @@
-"""Plots and ``report.md`` for a run: loss curves per stage and per layer, accuracy, latency against size.
+"""The demo's plots and ``report.md``: loss curves per stage and per layer, scores, latency against size.
 
-Every number in the report is read from the run's metrics files, so the report and the files cannot disagree.
-matplotlib is an optional extra; without it the report is written with tables only.
+Every number in the report is read from the run's metrics files or results.json, so the report and the files
+cannot disagree. matplotlib is an optional extra; without it the report is written with tables only. Every plot
+takes a ``note`` that its title carries (the fast mode says so on each image, not only in the text).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, atomic_write_text
-from .train.metrics import read_metrics
+from ..atomic import atomic_path, atomic_write_text
+from ..train.metrics import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def _pyplot():
         log.warning("matplotlib not installed: report.md without plots")
         return None
     return plt
+
+
+def _title(text: str, note: str) -> str:
+    return f"{text} ({note})" if note else text
 
 
 # A run's ``loss`` changes meaning from stage to stage (transfer terms, then MLM distillation); each kind gets
@@ -55,9 +60,10 @@ def _readable_y(ax: Any, values: list[float]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_losses(runs: dict[str, Path], out_png: Path, key: str = "loss") -> Path | None:
+def plot_losses(runs: dict[str, Path], out_png: Path, key: str = "loss", note: str = "") -> Path | None:
     """``key`` against step: one panel per run and kind of stage (transfer, distillation, MLM + NSP), each with
-    its own y axis; stage boundaries inside a panel as dotted lines."""
+    its own y axis; stage boundaries inside a panel (progressive transfer's layers) as dotted lines, and the x
+    label says so only on a panel that has them."""
     plt = _pyplot()
     if plt is None:
         return None
@@ -74,16 +80,16 @@ def plot_losses(runs: dict[str, Path], out_png: Path, key: str = "loss") -> Path
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
     for ax, (title, recs) in zip(axes[:, 0], panels, strict=True):
         ax.plot([r["step"] for r in recs], [r[key] for r in recs])
-        for a, b in zip(recs, recs[1:], strict=False):
-            if a.get("stage") != b.get("stage"):
-                ax.axvline(b["step"], color="grey", linestyle=":", linewidth=0.8)
+        boundaries = [b["step"] for a, b in zip(recs, recs[1:], strict=False) if a.get("stage") != b.get("stage")]
+        for step in boundaries:
+            ax.axvline(step, color="grey", linestyle=":", linewidth=0.8)
         _readable_y(ax, [r[key] for r in recs])
-        ax.set(ylabel=key, title=title)
-    axes[-1, 0].set_xlabel("step (dotted: stage boundaries)")
+        ax.set(ylabel=key, title=_title(title, note),
+               xlabel="step (dotted: stage boundaries)" if boundaries else "step")
     return _save(fig, out_png)
 
 
-def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt") -> Path | None:
+def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt", note: str = "") -> Path | None:
     """Per-layer transfer loss (keys ``loss/<term>/layer_<i>``) against step: each falls during its phase."""
     plt = _pyplot()
     if plt is None:
@@ -100,13 +106,13 @@ def plot_layer_losses(metrics: Path, out_png: Path, term: str = "fmt") -> Path |
         steps, vals = zip(*series[k], strict=True)
         ax.plot(steps, vals, label=k.split("/")[-1])
     _readable_y(ax, [v for pts in series.values() for _, v in pts])
-    ax.set(xlabel="step", ylabel=f"{term} loss", title=f"{term} transfer loss per layer")
+    ax.set(xlabel="step", ylabel=f"{term} loss", title=_title(f"{term} transfer loss per layer", note))
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, out_png)
 
 
 def plot_curves(runs: dict[str, Path], out_png: Path, key: str, ylabel: str,
-                reference: tuple[str, float] | None = None) -> Path | None:
+                reference: tuple[str, float] | None = None, note: str = "") -> Path | None:
     """One evaluation metric (``key``) against step per run, on a linear axis; ``reference`` adds a labelled
     horizontal line (e.g. the teacher's score)."""
     plt = _pyplot()
@@ -124,15 +130,17 @@ def plot_curves(runs: dict[str, Path], out_png: Path, key: str, ylabel: str,
         return None
     if reference is not None:
         ax.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=f"{reference[0]} ({reference[1]:.1f})")
-    ax.set(xlabel="step", ylabel=ylabel, title=f"{ylabel} during training")
+    ax.set(xlabel="step", ylabel=ylabel, title=_title(f"{ylabel} during training", note))
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, out_png)
 
 
-def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, zoom: bool = True) -> Path | None:
-    """One bar per entry, each labelled with its value; ``zoom`` starts the axis just below the smallest value
-    so that differences of a point are visible (the axis then does not start at 0, which the title says)."""
+def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, note: str = "",
+              limits: tuple[float, float] | None = None, baseline: tuple[str, float] | None = None) -> Path | None:
+    """One bar per entry, each labelled with its value. The axis is not zoomed onto the bars (a zoom made
+    46-49% look like a spread); ``limits`` fixes it (0-100 for an accuracy) and ``baseline`` draws a labelled
+    reference line, e.g. the accuracy of always answering the majority class."""
     plt = _pyplot()
     if plt is None:
         return None
@@ -142,27 +150,34 @@ def plot_bars(values: dict[str, float], out_png: Path, ylabel: str, title: str, 
     bars = ax.bar(names, [values[n] for n in names], color=[colours[i % len(colours)] for i in range(len(names))])
     for b, n in zip(bars, names, strict=True):
         ax.annotate(f"{values[n]:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom")
-    if zoom and values:
-        lo, hi = min(values.values()), max(values.values())
-        ax.set_ylim(max(0.0, lo - max(2.0, 0.25 * (hi - lo))), hi + max(1.0, 0.1 * (hi - lo)))
-        title += " (axis zoomed)"
-    ax.set(ylabel=ylabel, title=title)
+    if baseline is not None:
+        ax.axhline(baseline[1], color="black", linestyle="--", linewidth=1,
+                   label=f"{baseline[0]} ({baseline[1]:.1f})")
+        ax.legend(fontsize=8, loc="lower right")
+    if limits is not None:
+        ax.set_ylim(*limits)
+    ax.set(ylabel=ylabel, title=_title(title, note))
     ax.tick_params(axis="x", labelsize=8, rotation=15)
     return _save(fig, out_png)
 
 
-def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path) -> Path | None:
+def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path, note: str = "") -> Path | None:
     """Latency (ms) against size on disk (MB), one point per model/backend, named in a legend (labels written
-    next to the points overlapped where models are close)."""
+    next to the points overlapped where models are close); a latency whose row is not ``reliable`` is drawn
+    hollow and named so."""
     plt = _pyplot()
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     markers = "osD^v<>Ph*X"
     for k, r in enumerate(rows):
+        steady = r.get("reliable", True)
+        colour = f"C{k % 10}"
         ax.scatter(r["size_mb"], r["latency_ms"], marker=markers[k % len(markers)], s=45,
-                   label=f"{r['name']} ({r['latency_ms']:.1f} ms, {r['size_mb']:.1f} MB)")
-    ax.set(xlabel="size on disk (MB)", ylabel="latency (ms, median)", title="latency against size")
+                   facecolors=colour if steady else "none", edgecolors=colour,
+                   label=f"{r['name']} ({r['latency_ms']:.1f} ms{'' if steady else ', unreliable'}, "
+                         f"{r['size_mb']:.1f} MB)")
+    ax.set(xlabel="size on disk (MB)", ylabel="latency (ms, median)", title=_title("latency against size", note))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, out_png)
@@ -185,32 +200,6 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-class StageTimes(dict):
-    """Seconds per pipeline stage, for the report's "time per stage" table: ``mark(name)`` closes a stage."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        import time
-
-        self._clock = time.perf_counter
-        self._t0 = self._clock()
-
-    def mark(self, name: str) -> None:
-        self[name] = round(self._clock() - self._t0 - sum(self.values()), 1)
-        log.info("demo: %s done (%.0f s)", name, self[name])
-
-
-def run_sections(out: Path, results: dict[str, Any], images: dict[str, Path | None]) -> list[tuple[str, str]]:
-    """The sections every demo report ends with: latency table, plots, time per stage, checkpoints."""
-    return [
-        ("Latency and size (batch 1, seq 128, 2 threads)",
-         markdown_table(results["latency"], ["name", "latency_ms", "p90_ms", "size_mb"])),
-        ("Plots", "\n\n".join(f"![{k}]({p.relative_to(out)})" for k, p in images.items() if p is not None)),
-        ("Time per stage (s)", markdown_table([results["timings_s"]], list(results["timings_s"]))),
-        ("Checkpoints", "\n".join(f"- {k}: `{v}`" for k, v in results["checkpoints"].items())),
-    ]
 
 
 def write_report(path: Path, title: str, sections: list[tuple[str, str]]) -> Path:
