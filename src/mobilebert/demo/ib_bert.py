@@ -16,7 +16,7 @@ Every step writes a from_pretrained-loadable folder.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,8 @@ class IBBertSizes(DemoSizes):
 FULL = IBBertSizes(seq=64, dupe_factor=4, batch_size=16, teacher_steps=1000, teacher_lr=2e-3, transfer_steps=300,
                    distill_steps=600, student_lr=2e-3, finetune_epochs=6, finetune_rows=None, finetune_lr=2e-3,
                    teacher_finetune_lr=1e-3, eval_rows=None, bench_repeats=20)
-FAST = IBBertSizes(seq=32, dupe_factor=1, batch_size=16, teacher_steps=12, teacher_lr=2e-3, transfer_steps=8,
-                   distill_steps=6, student_lr=2e-3, finetune_epochs=1, finetune_rows=96, finetune_lr=2e-3,
-                   teacher_finetune_lr=1e-3, eval_rows=64, bench_repeats=3)
+FAST = replace(FULL, seq=32, dupe_factor=1, teacher_steps=12, transfer_steps=8, distill_steps=6, finetune_epochs=1,
+               finetune_rows=96, eval_rows=64, bench_repeats=3)
 
 
 def split_corpus(src: Path, out_dir: Path, heldout_fraction: float = 0.1) -> tuple[Path, Path]:

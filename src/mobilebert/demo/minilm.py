@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ class MiniLMSizes(DemoSizes):
 
 FULL = MiniLMSizes(seq=64, steps=200, batch_size=32, lr=1e-3, eval_every=40, finetune_epochs=2, finetune_lr=2e-4,
                    finetune_rows=None, eval_rows=None, bench_repeats=20)
-FAST = MiniLMSizes(seq=32, steps=6, batch_size=8, lr=1e-3, eval_every=3, finetune_epochs=1, finetune_lr=2e-4,
-                   finetune_rows=64, eval_rows=48, bench_repeats=2)
+FAST = replace(FULL, seq=32, steps=6, batch_size=8, eval_every=3, finetune_epochs=1, finetune_rows=64, eval_rows=48,
+               bench_repeats=2)
 
 
 def teacher_dir() -> Path:
