@@ -31,7 +31,7 @@ def _pyplot():
 
 
 def _title(text: str, note: str) -> str:
-    return f"{text} ({note})" if note else text
+    return f"{text}\n({note})" if note else text  # a line of its own: one long line ran off the figure
 
 
 # A run's ``loss`` changes meaning from stage to stage (transfer terms, then MLM distillation); each kind gets
