@@ -31,15 +31,18 @@ class UsageError(ValueError):
 def option(default: Any = MISSING, *, help: str, factory: Any = MISSING, choices: Iterable[Any] | None = None,
            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
            below: float | None = None, flag: str | None = None, positional: bool = False,
-           affects_result: bool = True) -> Any:
+           output: str | None = None, path: str | None = None, affects_result: bool = True) -> Any:
     """A dataclass field with its help line and accepted values.
 
     ``flag`` overrides the generated ``--name-with-dashes``; ``positional`` makes it the command's positional
-    argument(s); ``affects_result=False`` marks settings that do not change what a run computes (threads, logging,
-    save cadence), so ``--resume`` may change them."""
+    argument(s); ``output`` marks a path the command writes ("file", or "run" for a resumable training folder):
+    the one rule for existing outputs applies to it; ``path`` says what an input path must be ("file", "text",
+    "dir", "exists" for either, "model" for a folder with config.json, "checkpoint" for one with weights too), checked
+    by ``mobilebert.cli.checks`` before any work; ``affects_result=False`` marks settings that do not change
+    what a run computes (threads, logging, save cadence), so ``--resume`` may change them."""
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "at_least": at_least,
             "above": above, "at_most": at_most, "below": below, "flag": flag, "positional": positional,
-            "affects_result": affects_result}
+            "output": output, "path": path, "affects_result": affects_result}
     if factory is not MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -129,16 +132,19 @@ def _bound(name: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise UsageError(f"{name} must be {word} {meta[key]:g}, got {value:g}")
 
 
-def check(cfg: Any, where: str = "", prefix: str = "") -> Any:
+def check(cfg: Any, where: str = "", prefix: str = "", names: Mapping[str, str] | None = None) -> Any:
     """Every field's type, range and choices, then the dataclass's own ``check()`` (relations between fields);
-    nested sections recursively. ``where`` (a file) starts each message when given. Returns ``cfg``."""
+    nested sections recursively. ``where`` (a file) starts each message when given; ``names`` maps a dotted key
+    to the spelling the user typed (``--max-seq-length``). Returns ``cfg``."""
     head = f"{where}: " if where else ""
+    names = names or {}
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        name = f"{prefix}{f.name}"
+        key = f"{prefix}{f.name}"
+        name = names.get(key, key)
         if dataclasses.is_dataclass(hints[f.name]):
-            check(value, where, f"{name}.")
+            check(value, where, f"{key}.", names)
             continue
         ok, value = coerce(hints[f.name], value)
         if not ok:
@@ -167,7 +173,7 @@ def read_yaml(path: str | Path, what: str = "settings") -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{path}: no such config file")
+        raise UsageError(f"config {path}: no such file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
@@ -217,10 +223,12 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def build(cls: type, raw: Mapping[str, Any], where: str = "", prefix: str = "") -> Any:
+def build(cls: type, raw: Mapping[str, Any], where: str = "", prefix: str = "",
+          names: Mapping[str, str] | None = None) -> Any:
     """The dataclass from a mapping: unknown keys refused (the known ones listed), nested sections built, every
     value type-checked; required fields that are missing named. Ranges are left to :func:`check`."""
     head = f"{where}: " if where else ""
+    names = names or {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -234,25 +242,28 @@ def build(cls: type, raw: Mapping[str, Any], where: str = "", prefix: str = "") 
             part = raw.get(name) or {}
             if not isinstance(part, Mapping):
                 raise UsageError(f"{head}{prefix}{name} must be a mapping of settings, got {part!r}")
-            values[name] = build(sub, part, where, f"{prefix}{name}.")
+            if f.default_factory is not MISSING:  # the section's own defaults, e.g. a teacher's out_dir
+                base = f.default_factory()
+                part = {**{g.name: getattr(base, g.name) for g in dataclasses.fields(base)}, **part}
+            values[name] = build(sub, part, where, f"{prefix}{name}.", names)
         elif name in raw:
             ok, values[name] = coerce(hints[name], raw[name])
             if not ok:
-                raise UsageError(f"{head}{prefix}{name} must be {type_name(hints[name])}, got {raw[name]!r}")
+                shown = names.get(prefix + name, prefix + name)
+                raise UsageError(f"{head}{shown} must be {type_name(hints[name])}, got {raw[name]!r}")
         elif f.default is MISSING and f.default_factory is MISSING:
-            flag = f.metadata.get("flag") or "--" + (prefix + name).replace("_", "-")
-            raise UsageError(f"{head}{flag} is required" if not where else f"{head}{prefix}{name} is required")
+            raise UsageError(f"{head}{names.get(prefix + name, prefix + name)} is required")
     return cls(**values)
 
 
 def load(cls: type, path: str | Path | None = None, overrides: Iterable[str] = (),
-         values: Mapping[str, Any] | None = None) -> Any:
-    """YAML file, then ``key=value`` overrides, then ``values`` (already-typed flags) -> a checked ``cls``."""
+         values: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None) -> Any:
+    """YAML file, then ``key=value`` overrides, then ``values`` (already-typed flags) -> a checked ``cls``.
+    ``names``: how each dotted key was spelled by the user, for the messages."""
     raw: dict[str, Any] = read_yaml(path) if path is not None else {}
     merge(raw, parse_overrides(overrides))
     merge(raw, values or {})
-    where = str(path) if path is not None else ""
-    return check(build(cls, raw, where), where)
+    return check(build(cls, raw, "", "", names), "", "", names)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
