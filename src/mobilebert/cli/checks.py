@@ -93,7 +93,7 @@ def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
     if info.head == "classifier" and info.num_labels < 2:
         raise UsageError(f"{where}: a regression head ({info.num_labels} output) is not a classifier; "
                          "TextClassifier needs at least 2 classes")
-    if not info.vocab:
+    if not info.vocab_files:
         raise UsageError(f"{where}: no vocab.txt or tokenizer.json; the MediaPipe file carries the checkpoint's vocab")
     if cfg.labels:
         if info.head != "classifier":
@@ -137,7 +137,125 @@ def _distill(cfg: Any, n: Callable[[str], str]) -> None:
     check_distill_config(cfg)
 
 
+# ----------------------------------------------------------------------------- fine-tuning
+def _task(name: str, n: Callable[[str], str]) -> str:
+    from ..data import glue
+    from ..data.finetuning import task_name
+
+    try:
+        return task_name(name)
+    except ValueError:
+        raise UsageError(f"{n('task')}: unknown GLUE task {name!r}; choose from {', '.join(glue.TASKS)}, squad, "
+                         "squad2") from None
+
+
+def _glue_examples(task: Any, data: str, split: str, n: Callable[[str], str]) -> None:
+    """The split's TSV exists, has the task's columns and at least one labelled example."""
+    from ..data import glue
+    from ..validate import looks_like_text
+
+    try:
+        path = glue.resolve_path(task, data, split)
+    except FileNotFoundError:
+        raise UsageError(f"{n('data')} {data}: no {task.name} {split} file (expected the GLUE layout, e.g. "
+                         f"{task.files[split]})") from None
+    if not looks_like_text(path):
+        raise UsageError(f"{path}: not a text TSV file")
+    if not glue.read_glue(task, path, split, limit=1):
+        raise UsageError(f"{path}: no {split} examples (only a header?)")
+
+
+def _squad_files(data: str, task: str, splits: tuple[str, ...], n: Callable[[str], str]) -> None:
+    from ..data import squad
+    from ..data.finetuning import SQUAD_TASKS
+
+    for split, name in zip(("train", "dev"), SQUAD_TASKS[task], strict=True):
+        if split not in splits:
+            continue
+        path = Path(data) if Path(data).is_file() else Path(data) / name
+        if not path.is_file():
+            raise UsageError(f"{n('data')} {data}: no {name}")
+        if not squad.read_squad(path)[:1]:
+            raise UsageError(f"{path}: no questions")
+
+
+def _task_data(task: str, data: str, splits: tuple[str, ...] | None, n: Callable[[str], str]) -> None:
+    """The files a task reads from ``data``: SQuAD's JSON, or GLUE's TSV splits (None: train + first dev)."""
+    from ..data import glue
+
+    if task.startswith("squad"):
+        _squad_files(data, task, splits or ("train", "dev"), n)
+        return
+    t = glue.get_task(task)
+    for split in splits or ("train", t.dev_splits[0]):
+        _glue_examples(t, data, split, n)
+
+
+def _finetune(cfg: Any, n: Callable[[str], str]) -> None:
+    task = _task(cfg.task, n)
+    seq_fits(n("max_seq_length"), cfg.max_seq_length, cfg.model)
+    if cfg.source != "datasets":
+        _task_data(task, cfg.data, None, n)
+
+
+def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
+    """The task a fine-tuned model is for; refuses a head that was never trained for it."""
+    from ..checkpoint import inspect
+
+    info = inspect(cfg.model)
+    if info.task is not None:
+        if cfg.task is not None and _task(cfg.task, n) != info.task:
+            raise UsageError(f"{n('task')} {cfg.task}: {cfg.model} was fine-tuned for {info.task}")
+        return info.task
+    if cfg.task is None:
+        raise UsageError(f"{n('model')} {cfg.model}: no finetune.json (not written by `mobilebert finetune`); say "
+                         f"which task it is for with {n('task')}")
+    task = _task(cfg.task, n)
+    head = "qa" if task.startswith("squad") else "classifier"
+    if info.head != head and not cfg.allow_untrained_head:
+        raise UsageError(f"{n('model')} {cfg.model}: has no trained {task} head, so its outputs would come from "
+                         "random weights; fine-tune it first (mobilebert finetune), or add --allow-untrained-head "
+                         "to run it anyway")
+    return task
+
+
+def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data import glue
+
+    task = _finetuned(cfg, n)
+    if task.startswith("squad"):
+        _squad_files(cfg.data, task, ("dev",), n)
+        return
+    t = glue.get_task(task)
+    for split in cfg.split or t.dev_splits:
+        if split not in t.files:
+            raise UsageError(f"{n('split')} {split}: {t.name} has splits {', '.join(t.files)}")
+        if split in t.test_splits:
+            if not cfg.out:
+                raise UsageError(f"{n('split')} {split} is unlabelled: give {n('out')} for the GLUE-server files")
+            continue
+        _glue_examples(t, cfg.data, split, n)
+
+
+def _predict(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data import glue
+
+    task = _finetuned(cfg, n)
+    if task.startswith("squad"):
+        if cfg.texts or cfg.pair:
+            raise UsageError(f"{n('model')} {cfg.model} answers questions ({task}): give --question and --context")
+        return
+    pairs = len(glue.get_task(task).text) == 2
+    if cfg.question:
+        raise UsageError(f"--question: {cfg.model} is a {task} classifier, not a question-answering model")
+    if cfg.pair and not pairs:
+        raise UsageError(f"--pair: {task} takes single sentences; give them as arguments")
+    if cfg.texts and pairs:
+        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
+
+
 COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {
     "export": _export, "bench": _bench, "prepare-pretraining": _prepare, "sts": _sts,
-    "pretrain-teacher": _teacher, "distill": _distill,
+    "pretrain-teacher": _teacher, "distill": _distill, "finetune": _finetune, "evaluate": _evaluate,
+    "predict": _predict,
 }
