@@ -23,10 +23,12 @@ if str(REPO) not in sys.path:  # when run as a worker script
     sys.path.insert(0, str(REPO))
 
 from mobilebert import MobileBertConfig  # noqa: E402
-from mobilebert.distill.strategies import Stage  # noqa: E402
+from mobilebert.distill.module import DistillModule, DistillTask  # noqa: E402
 from mobilebert.modeling import MobileBertForPreTraining  # noqa: E402
-from mobilebert.recipes.distill import DistillConfig, DistillTask, load_config, setup  # noqa: E402
+from mobilebert.recipes.distill import DistillConfig, setup  # noqa: E402
+from mobilebert.train.config import load_config  # noqa: E402
 from mobilebert.train.optim import Lamb, build_param_groups  # noqa: E402
+from mobilebert.train.schedule import Stage  # noqa: E402
 from mobilebert.train.state import checkpoints, load_checkpoint  # noqa: E402
 from mobilebert.train.trainer import NonFiniteLossError, TrainConfig, fit, weighted_total  # noqa: E402
 
@@ -183,7 +185,8 @@ def test_lamb_step_by_hand():
 def test_fp16_refused_with_reason():
     with pytest.raises(ValueError, match="NoNorm activations"):
         TrainConfig(precision="fp16").validate()
-    TrainConfig(precision="fp16", loss_scaling=True).validate()
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp8'"):
+        TrainConfig(precision="fp8").validate()
 
 
 def test_weighted_total_uses_term_prefix():
@@ -209,8 +212,6 @@ def distill_case(student_dropout: float = 0.0):
 def test_chunked_teacher_gives_the_same_terms():
     """teacher_chunk runs the teacher a few sequences at a time (to cut peak memory); the loss terms must not
     change: transfer on every layer, pre-training distillation, with padding."""
-    from mobilebert.recipes.distill import DistillModule
-
     teacher, student, tmap, batch, stage, counts = distill_case()
     whole = DistillModule(student, teacher, tmap)(batch, stage, counts)
     chunked = DistillModule(student, teacher, tmap, teacher_chunk=2)(batch, stage, counts)
@@ -223,8 +224,6 @@ def test_recompute_gives_the_same_terms_and_gradients(monkeypatch):
     """recompute (activation checkpointing of student blocks) trades compute for memory; the loss terms and
     every student gradient must not change, dropout included (its RNG state is replayed in backward)."""
     import mobilebert.distill.module as recipe
-    from mobilebert.distill.module import DistillModule
-    from mobilebert.train.trainer import weighted_total
 
     calls = []
     real_checkpoint = recipe.checkpoint

@@ -126,8 +126,8 @@ def _yaml_recipe(sub: argparse._SubParsersAction, name: str, help: str, example:
 @command("pretrain-teacher")
 def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
     def load(overrides: list[str], config: str | None) -> Any:
-        from .recipes.distill import load_config
         from .recipes.pretrain_teacher import TeacherConfig, check_teacher_config
+        from .train.config import load_config
 
         return check_teacher_config(load_config(TeacherConfig, config, overrides))
 
@@ -146,7 +146,8 @@ def _pretrain_teacher(sub: argparse._SubParsersAction) -> Runner:
 @command("distill")
 def _distill(sub: argparse._SubParsersAction) -> Runner:
     def load(overrides: list[str], config: str | None) -> Any:
-        from .recipes.distill import DistillConfig, check_distill_config, load_config
+        from .recipes.distill import DistillConfig, check_distill_config
+        from .train.config import load_config
 
         return check_distill_config(load_config(DistillConfig, config, overrides))
 

@@ -20,9 +20,10 @@ from ..data.pretraining import check_data, prepared_seq_length, pretraining_load
 from ..data.sts import read_sts
 from ..distill.losses import TransferMap
 from ..distill.module import EXPORTS, DistillModule, DistillTask
-from ..distill.strategies import STRATEGIES, Stage, build_schedule
+from ..distill.strategies import STRATEGIES, build_schedule
 from ..modeling import MobileBertForPreTraining
-from ..train.config import check_train_config, load_config, write_resolved  # noqa: F401  (load_config: public)
+from ..train.config import check_train_config, write_resolved
+from ..train.schedule import Stage
 from ..train.trainer import Loader, TrainConfig, fit, init_distributed
 from ..validate import at_least, checkpoint_dir, in_range, one_of
 

@@ -54,10 +54,10 @@ from ..distill.losses import (
     span_distillation_loss,
 )
 from ..distill.module import HoldsTeacher
-from ..distill.strategies import Stage
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer
 from ..train.config import read_yaml_mapping
+from ..train.schedule import Stage
 from ..train.trainer import Dist, TrainConfig, fit, init_distributed
 
 log = logging.getLogger(__name__)
@@ -416,7 +416,7 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
     kd = {"hidden": kd_hidden, "att": kd_attention} if intermediate else {}
     terms = {"task": 1.0, **{k: w for k, w in kd.items() if w > 0}}
     lr_groups = {"model": 1.0, **({"transfer": 1.0} if intermediate and transfer.project else {})}
-    stage = Stage("finetune", total, terms, [], lr_groups, (warmup_steps + 0.5) / total)
+    stage = Stage("finetune", total, terms, [], lr_groups, warmup_steps=warmup_steps)
     cfg = TrainConfig(out_dir=str(out_dir), optimizer="adamw", lr=lr, eps=1e-6, weight_decay=weight_decay,
                       batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
                       precision=precision, save_every=save_every, keep_last=keep_last, log_every=log_every,
