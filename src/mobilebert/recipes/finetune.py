@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
@@ -55,6 +54,7 @@ from ..distill.losses import (
 )
 from ..distill.module import HoldsTeacher
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
+from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
 from ..train.config import read_yaml_mapping
 from ..train.schedule import Stage
@@ -194,8 +194,8 @@ def run_model(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0, 
     device = next(model.parameters()).device
     order = sorted(range(len(enc.input_ids)), key=lambda i: len(enc.input_ids[i]))
     out: list = [None] * len(order)
-    for ids, mask, types, chunk in tqdm(batches(enc, order, batch_size, pad_id), desc=desc, leave=False,
-                                        total=math.ceil(len(order) / batch_size)):
+    for ids, mask, types, chunk in Progress(batches(enc, order, batch_size, pad_id), desc=desc, leave=False,
+                                            total=math.ceil(len(order) / batch_size)):
         res = model(ids.to(device), mask.to(device), types.to(device))
         if res.logits is not None:
             for r, i in enumerate(chunk):
