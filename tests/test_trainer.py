@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # when run as a worker script
 from mobilebert import MobileBertConfig  # noqa: E402
 from mobilebert.distill.module import DistillModule, DistillTask  # noqa: E402
 from mobilebert.modeling import MobileBertForPreTraining  # noqa: E402
-from mobilebert.recipes.distill import DistillConfig, setup  # noqa: E402
+from mobilebert.recipes.distill import DistillConfig, build_distillation  # noqa: E402
 from mobilebert.train.config import load_config  # noqa: E402
 from mobilebert.train.optim import Lamb, build_param_groups  # noqa: E402
 from mobilebert.train.schedule import Stage  # noqa: E402
@@ -482,7 +482,7 @@ def test_bad_config_fails_before_training_one_line(tmp_path, capsys, override, m
 # ----------------------------------------------------------------------------- progressive phases
 def test_progressive_phases_train_the_right_parameters(tmp_path):
     cfg = worker_config(tmp_path / "o", make_teacher_dir(tmp_path / "t"))
-    module, stages = setup(cfg)
+    module, stages = build_distillation(cfg)
     assert [s.name for s in stages] == ["progressive.0", "progressive.1", "distill"]
     batch = next(iter(SyntheticLoader(8, 8, 16, 120, seed=0)))
     counts = {"tokens": batch["attention_mask"].sum().float(), "masked": (batch["labels"] != -100).sum().float(),
