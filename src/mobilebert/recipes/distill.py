@@ -20,9 +20,10 @@ from ..data.pretraining import check_data, prepared_seq_length, pretraining_load
 from ..data.sts import read_sts
 from ..distill.losses import TransferMap
 from ..distill.module import EXPORTS, DistillModule, DistillTask
-from ..distill.strategies import STRATEGIES, Stage, build_schedule
+from ..distill.strategies import STRATEGIES, build_schedule
 from ..modeling import MobileBertForPreTraining
-from ..train.config import check_train_config, load_config, write_resolved  # noqa: F401  (load_config: public)
+from ..train.config import check_train_config, write_resolved
+from ..train.schedule import Stage
 from ..train.trainer import Loader, TrainConfig, fit, init_distributed
 from ..validate import at_least, checkpoint_dir, in_range, one_of
 
@@ -191,8 +192,9 @@ def build_student(cfg: DistillConfig) -> MobileBertForPreTraining:
     return MobileBertForPreTraining(MobileBertConfig.from_preset(cfg.student_preset, **overrides))
 
 
-def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
-    """Validate everything and build module and schedule; every bad setting fails here, before training."""
+def build_distillation(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
+    """The distillation module (teacher loaded, student built and started from it as configured) and the
+    strategy's stages; every bad setting fails here, before training."""
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; choose from {', '.join(STRATEGIES)}")
     student = build_student(cfg)
@@ -232,7 +234,7 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
     if make_loader is None:
         data = check_data(cfg.data)
     torch.manual_seed(cfg.train.seed)
-    module, stages = setup(cfg)
+    module, stages = build_distillation(cfg)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, module.student.config,

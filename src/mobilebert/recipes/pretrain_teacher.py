@@ -13,10 +13,9 @@ import torch
 
 from ..config import MobileBertConfig
 from ..data.pretraining import check_data, prepared_seq_length, pretraining_loaders
-from ..distill.module import DistillModule, DistillTask
-from ..distill.strategies import Stage, group_names
 from ..modeling import MobileBertForPreTraining
 from ..train.config import check_train_config, write_resolved
+from ..train.pretrain import PretrainModule, PretrainTask, pretrain_stage
 from ..train.trainer import TrainConfig, fit, init_distributed
 from ..validate import UsageError, at_least, existing_file, in_range, model_config
 
@@ -65,11 +64,6 @@ def build_teacher(cfg: TeacherConfig) -> MobileBertForPreTraining:
     return MobileBertForPreTraining(MobileBertConfig.from_preset(cfg.preset, **cfg.model))
 
 
-def pretrain_stage(num_layers: int, steps: int, warmup_fraction: float) -> Stage:
-    groups = {g: 1.0 for g in group_names(num_layers) if not g.startswith("proj.")}
-    return Stage("pretrain", steps, {"mlm": 1.0, "nsp": 1.0}, [], groups, warmup_fraction)
-
-
 def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None) -> dict[str, Any]:
     """Train with MLM + NSP; the result (``out_dir/stages/pretrain``) is a from_pretrained directory."""
     cfg.train.validate()
@@ -77,11 +71,11 @@ def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None)
     data = check_data(cfg.data) if make_loader is None else None
     torch.manual_seed(cfg.train.seed)
     model = build_teacher(cfg)
-    module = DistillModule(model, None, None)
+    module = PretrainModule(model)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, model.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
-    stage = pretrain_stage(model.config.num_hidden_layers, cfg.steps, cfg.warmup_fraction)
-    return fit(DistillTask(module), [stage], make_loader, cfg.train, resume=resume, d=d)
+    stage = pretrain_stage(module, cfg.steps, cfg.warmup_fraction)
+    return fit(PretrainTask(module), [stage], make_loader, cfg.train, resume=resume, d=d)
