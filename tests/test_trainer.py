@@ -26,7 +26,8 @@ from mobilebert import MobileBertConfig  # noqa: E402
 from mobilebert.distill.module import DistillModule, DistillTask  # noqa: E402
 from mobilebert.modeling import MobileBertForPreTraining  # noqa: E402
 from mobilebert.recipes.distill import DistillConfig, build_distillation  # noqa: E402
-from mobilebert.train.config import load_config  # noqa: E402
+from mobilebert.options import check  # noqa: E402
+from mobilebert.options import load as load_config  # noqa: E402
 from mobilebert.train.optim import Lamb, build_param_groups  # noqa: E402
 from mobilebert.train.schedule import Stage  # noqa: E402
 from mobilebert.train.state import checkpoints, load_checkpoint  # noqa: E402
@@ -184,9 +185,9 @@ def test_lamb_step_by_hand():
 
 def test_fp16_refused_with_reason():
     with pytest.raises(ValueError, match="NoNorm activations"):
-        TrainConfig(precision="fp16").validate()
+        check(TrainConfig(precision="fp16"))
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp8'"):
-        TrainConfig(precision="fp8").validate()
+        check(TrainConfig(precision="fp8"))
 
 
 def test_weighted_total_uses_term_prefix():
@@ -443,7 +444,7 @@ def test_ctrl_c_during_an_evaluation_evaluates_again_on_resume(tmp_path, nth, st
 # ----------------------------------------------------------------------------- config and bad setups
 def test_config_overrides_and_unknown_keys(tmp_path):
     yml = tmp_path / "c.yaml"
-    yml.write_text("strategy: joint\ntrain:\n  lr: 0.001\n")
+    yml.write_text("strategy: joint\nteacher: t\ntrain:\n  lr: 0.001\n")
     cfg = load_config(DistillConfig, yml, ["train.batch_size=16", "student.num_hidden_layers=3", "layer_map=[0,1,2]"])
     assert cfg.strategy == "joint" and cfg.train.lr == 0.001 and cfg.train.batch_size == 16
     assert cfg.student == {"num_hidden_layers": 3} and cfg.layer_map == [0, 1, 2]

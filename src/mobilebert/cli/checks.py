@@ -126,15 +126,15 @@ def _sts(cfg: Any, n: Callable[[str], str]) -> None:
 
 
 def _teacher(cfg: Any, n: Callable[[str], str]) -> None:
-    from ..recipes.pretrain_teacher import check_teacher_config
+    from ..recipes.pretrain_teacher import check_teacher_inputs
 
-    check_teacher_config(cfg)
+    check_teacher_inputs(cfg)
 
 
 def _distill(cfg: Any, n: Callable[[str], str]) -> None:
-    from ..recipes.distill import check_distill_config
+    from ..recipes.distill import check_distill_inputs
 
-    check_distill_config(cfg)
+    check_distill_inputs(cfg)
 
 
 # ----------------------------------------------------------------------------- fine-tuning

@@ -115,6 +115,10 @@ def run_guarded(name: str, work: Callable[[], int], outputs: Outputs, argv: list
         return 2
     except Exception as e:  # not the input's fault: still one line; --debug shows where
         close_progress_bars()
+        if getattr(e, "exit_code", None):  # a run that stopped itself (a NaN loss): its own line and code
+            outputs.remove(keep_resumable=True)
+            print(f"{name}: stopped: {first_line(e)}", file=sys.stderr)
+            return e.exit_code
         outputs.remove(keep_resumable=True)
         if debug:
             raise

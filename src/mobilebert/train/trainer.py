@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .. import options
+from ..options import option
 from ..progress import Progress
 from .metrics import MetricsLogger
 from .optim import build_param_groups, make_optimizer, set_lr, warmup_decay
@@ -45,41 +47,50 @@ PRECISIONS = ("fp32", "bf16")
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or inf; the message names the step, the term and the layer."""
 
+    exit_code = 3  # the CLI stops with this code and the message, no traceback
+
 
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping; the model, data and stages come from the recipe."""
 
-    out_dir: str = "runs/distill"
-    optimizer: str = "lamb"  # lamb | adamw
-    lr: float = 1.5e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    decay_power: float = 1.0  # 1: linear decay after warm-up; other values: polynomial
-    batch_size: int = 32  # global batch per optimizer step (all ranks, all micro-batches)
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    save_every: int = 0  # save the training state every N optimizer steps (0: only at stage ends and on Ctrl-C)
-    keep_last: int = 3
-    log_every: int = 10
-    eval_every: int = 0  # call the task's evaluate() every N optimizer steps and at each stage end (0: never)
-    save_on_eval: bool = False  # also save the training state right after each evaluation (fine-tuning: every epoch)
-    seed: int | None = 0  # None: keep the RNG state the recipe left (it seeded before building the model)
-    tensorboard: bool = True
-    progress: bool = True
+    out_dir: str = option("runs/distill", help="the run's folder: checkpoints/, stages/, metrics, config.yaml",
+                          output="run", affects_result=False)
+    optimizer: str = option("lamb", help="lamb or adamw", choices=("lamb", "adamw"))
+    lr: float = option(1.5e-3, help="peak learning rate", above=0)
+    betas: tuple[float, float] = option((0.9, 0.999), help="Adam/LAMB betas, each in [0, 1)", at_least=0, below=1)
+    eps: float = option(1e-6, help="Adam/LAMB epsilon", above=0)
+    weight_decay: float = option(0.01, help="decoupled weight decay, not on biases and norms", at_least=0)
+    decay_power: float = option(1.0, help="1: linear decay after warm-up; other values: polynomial")
+    batch_size: int = option(32, help="global batch per optimizer step (all ranks, all micro-batches)", at_least=1)
+    grad_accum: int = option(1, help="micro-batches per optimizer step", at_least=1)
+    max_grad_norm: float = option(1.0, help="gradient clipping norm (0: off)", at_least=0)
+    precision: str = option("fp32", help="fp32, or bf16 (autocast); fp16 is refused (NoNorm activations overflow it)")
+    save_every: int = option(0, help="save the training state every N optimizer steps (0: only at stage ends and "
+                             "on Ctrl-C)", at_least=0, affects_result=False)
+    keep_last: int = option(3, help="training states kept", at_least=0, affects_result=False)
+    log_every: int = option(10, help="log every N optimizer steps", at_least=1, affects_result=False)
+    eval_every: int = option(0, help="call the task's evaluate() every N optimizer steps and at each stage end "
+                             "(0: never)", at_least=0)
+    save_on_eval: bool = option(False, help="also save the training state right after each evaluation "
+                                "(fine-tuning: every epoch)", affects_result=False)
+    seed: int | None = option(0, help="None: keep the RNG state the recipe left (it seeded before building the "
+                              "model)")
+    tensorboard: bool = option(True, help="also log to TensorBoard", affects_result=False)
+    progress: bool = option(True, help="progress bar (or periodic lines when stderr is not a terminal)",
+                            affects_result=False)
 
-    def validate(self) -> None:
-        if self.optimizer not in ("lamb", "adamw"):
-            raise ValueError(f"optimizer must be lamb or adamw, got {self.optimizer!r}")
+    def check(self) -> None:
+        """Relations between fields; each field's own range is in its metadata (checked by options.check)."""
         if self.precision == "fp16":
             raise ValueError("precision fp16 refused: MobileBERT's NoNorm activations reach ~1e6, beyond fp16's "
                              "65504, and gradients underflow; use bf16")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be >= 1")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
 
 
 class Loader(Protocol):
@@ -264,7 +275,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
     the state before that step (nothing of it was applied: the weight update itself holds signals), one during
     an evaluation saves the state before it and the evaluation runs again on resume. Under DDP (several
     processes) only the periodic and stage-end states are kept: ranks stop at different points."""
-    cfg.validate()
+    options.check(cfg)
     d = d or init_distributed()
     out = Path(cfg.out_dir)
     ckpt_root = out / "checkpoints"
