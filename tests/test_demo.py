@@ -48,9 +48,9 @@ def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
 
 
 def test_demo_student_matches_the_shipped_recipe():
+    from mobilebert.options import load as load_config
     from mobilebert.recipes.demo import STUDENT
     from mobilebert.recipes.distill import DistillConfig
-    from mobilebert.options import load as load_config
 
     assert load_config(DistillConfig, REPO / "configs" / "distill_minilm.yaml").student == STUDENT
 

@@ -99,6 +99,6 @@ def test_every_command_builds_its_flags_from_its_config():
     parser = build_parser()
     subs = parser._subparsers._group_actions[0].choices
     assert set(subs) == set(COMMANDS)
-    for name, c in COMMANDS.items():
+    for name in COMMANDS:
         text = subs[name].format_help()
         assert "example:" in text, name

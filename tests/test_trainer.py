@@ -25,9 +25,9 @@ if str(REPO) not in sys.path:  # when run as a worker script
 from mobilebert import MobileBertConfig  # noqa: E402
 from mobilebert.distill.module import DistillModule, DistillTask  # noqa: E402
 from mobilebert.modeling import MobileBertForPreTraining  # noqa: E402
-from mobilebert.recipes.distill import DistillConfig, build_distillation  # noqa: E402
 from mobilebert.options import check  # noqa: E402
 from mobilebert.options import load as load_config  # noqa: E402
+from mobilebert.recipes.distill import DistillConfig, build_distillation  # noqa: E402
 from mobilebert.train.optim import Lamb, build_param_groups  # noqa: E402
 from mobilebert.train.schedule import Stage  # noqa: E402
 from mobilebert.train.state import checkpoints, load_checkpoint  # noqa: E402
