@@ -396,7 +396,8 @@ def read_text_file(path: str | os.PathLike, text: str | None = None, text_pair: 
             continue
         col = _arrow(rows, name)
         if col.type != "string" and col.type != "large_string":
-            raise DataFileError(f"{path}: column {name!r} holds {col.type}, not text")
+            bad = next((r for r, v in enumerate(rows[name]) if not isinstance(v, str)), 0)
+            raise DataFileError(f"{f.where(bad)}: {role} column {name!r} holds {rows[name][bad]!r}, not text")
         empty = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
         _refuse_first(f, empty, f"empty {role} in column {name!r}")
     if cols.label is not None and need_label:
