@@ -46,8 +46,9 @@ def encode_tagged(tokenizer: MobileBertTokenizer, words: Sequence[Sequence[str]]
         raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
     if tags is not None and len(tags) != len(words):
         raise ValueError(f"{len(words)} sentences but {len(tags)} tag lists")
-    fast = getattr(tokenizer.backend, "encode_batch_fast", tokenizer.backend.encode_batch)
-    encodings = fast([list(w) for w in words], is_pretokenized=True, add_special_tokens=False)
+    # encode_batch, not encode_batch_fast: the fast path computes no offsets, hence no word ids.
+    encodings = tokenizer.backend.encode_batch([list(w) for w in words], is_pretokenized=True,
+                                               add_special_tokens=False)
     out = TaggedEncoding([], [], [], [] if tags is not None else None)
     room = max_length - 2
     for i, enc in enumerate(encodings):
