@@ -102,8 +102,8 @@ def test_labels_encode_by_name_whatever_the_file_type(tmp_path, cache):
     train = F.read_text_file(write(tmp_path / "t.csv", "text,label\na,1\nb,0\nc,1\n"), cache_dir=cache)
     val = F.read_text_file(write(tmp_path / "v.jsonl", '{"text": "d", "label": 0}\n{"text": "e", "label": 1}\n'),
                            cache_dir=cache)
-    m = F.LabelMap.from_values(train.label_values())
-    assert m.names == ("0", "1")
+    m = F.LabelMap.from_file(train)
+    assert m.names == ("0", "1") and val.label_set() == {"0", "1"}
     np.testing.assert_array_equal(m.encode(train), [1, 0, 1])
     np.testing.assert_array_equal(m.encode(val), [0, 1])
 
@@ -112,7 +112,12 @@ def test_classlabel_of_a_saved_dataset_reads_as_names(tmp_path, cache):
     feats = datasets.Features({"text": datasets.Value("string"),
                                "label": datasets.ClassLabel(names=["neg", "pos"])})
     datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]}, features=feats).save_to_disk(str(tmp_path / "d"))
-    assert F.read_text_file(tmp_path / "d", cache_dir=cache).label_values() == ["pos", "neg"]
+    f = F.read_text_file(tmp_path / "d", cache_dir=cache)
+    assert f.label_values() == ["pos", "neg"] and f.label_set() == {"pos", "neg"}
+    np.testing.assert_array_equal(F.LabelMap(("neg", "pos")).encode(f), [1, 0])
+    datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, -1]}, features=feats).save_to_disk(str(tmp_path / "u"))
+    with pytest.raises(ValueError, match=r"u: row 2: missing label"):
+        F.read_text_file(tmp_path / "u", cache_dir=cache)
 
 
 def test_multilabel_lists_and_separators(tmp_path, cache):
@@ -189,6 +194,8 @@ BAD_TEXT = [
     ("a.json", '[{"text": "a", "label": 1}, 3]', {}, None, ["record 2 is a JSON int, not an object"]),
     ("a.csv", b"text,label\nhi,1\nh\xe9llo,0\n", {}, 3, ["not UTF-8 (byte 0xe9)"]),
     ("a.csv", "text,label\nhi,1\nthere,0,extra\n", {}, 3, ["3 field(s), the header has 2"]),
+    ("a.csv", 'text,label\n"unclosed,1\nok,1\n', {}, 2, ["1 field(s), the header has 2", "never closed"]),
+    ("a.csv", "text,text,label\na,b,1\n", {}, 1, ["column(s) 'text' appear more than once"]),
     ("a.xlsx", "text,label\n", {}, None, ["unknown file type '.xlsx'"]),
     ("missing.csv", None, {}, None, ["no such file"]),
 ]

@@ -138,6 +138,10 @@ def column_names(path: str | os.PathLike, delimiter: str | None = None) -> list[
         check_text_file(path)
         records = _csv_records(path, _delimiter(path, delimiter))
         header = next(records)[1]
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise DataFileError(f"{path}:1: column(s) {', '.join(map(repr, twice))} appear more than once in "
+                                "the header")
         if next(records, None) is None:
             raise DataFileError(f"{path}: no data rows (only a header)")
         return header
@@ -253,7 +257,9 @@ def _diagnose(path: Path, fmt: str, delimiter: str, width: int) -> None:
     if fmt == "csv":
         for line, row in _csv_records(path, delimiter):
             if len(row) != width:
-                raise DataFileError(f"{path}:{line}: {len(row)} field(s), the header has {width}")
+                hint = ("; a quote (\") opened here is never closed" if len(row) < width and any("\n" in c for c in row)
+                        else "")
+                raise DataFileError(f"{path}:{line}: {len(row)} field(s), the header has {width}{hint}")
     elif fmt == "json":
         if _is_json_array(path):
             places = ((f"{path}: record {i + 1}", f"record {i + 1}", r) for i, r in enumerate(_json_array(path)))
@@ -379,6 +385,31 @@ class TextFile:
         names = getattr(self.rows.features[self.columns.label], "names", None)
         return [names[v] if names and isinstance(v, int) and v >= 0 else v for v in values]
 
+    def _label_names(self) -> Any:
+        """The label column as a pyarrow array of names (``label_name`` of each cell), or None when the
+        column holds lists, floats or mixed values (then Python reads it)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = _arrow(self.rows, self.columns.label)
+        names = getattr(self.rows.features[self.columns.label], "names", None)
+        if names:
+            return pc.take(pa.array(names), col)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            return pc.utf8_trim_whitespace(col)
+        if pa.types.is_integer(col.type):
+            return pc.cast(col, pa.string())
+        return None
+
+    def label_set(self) -> set[str]:
+        """The names of the labels that occur (vectorised for text, integer and ClassLabel columns)."""
+        import pyarrow.compute as pc
+
+        arr = self._label_names()
+        if arr is None:
+            return {label_name(v) for v in self.label_values()}
+        return set(pc.unique(arr).to_pylist())
+
 
 def read_text_file(path: str | os.PathLike, text: str | None = None, text_pair: str | None = None,
                    label: str | None = None, need_label: bool = True, delimiter: str | None = None,
@@ -398,16 +429,22 @@ def read_text_file(path: str | os.PathLike, text: str | None = None, text_pair: 
         if col.type != "string" and col.type != "large_string":
             bad = next((r for r, v in enumerate(rows[name]) if not isinstance(v, str)), 0)
             raise DataFileError(f"{f.where(bad)}: {role} column {name!r} holds {rows[name][bad]!r}, not text")
-        empty = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
-        _refuse_first(f, empty, f"empty {role} in column {name!r}")
+        _refuse_first(f, _blank(col), f"empty {role} in column {name!r}")
     if cols.label is not None and need_label:
         col = _arrow(rows, cols.label)
-        missing = pc.is_null(col)
-        if col.type in ("string", "large_string"):
-            missing = pc.or_kleene(missing, pc.equal(pc.utf8_trim_whitespace(col), ""))
+        missing = _blank(col) if col.type in ("string", "large_string") else pc.is_null(col)
+        if getattr(rows.features[cols.label], "names", None):  # ClassLabel: -1 marks an unlabelled row
+            missing = pc.or_kleene(missing, pc.less(col, 0))
         _refuse_first(f, missing, f"missing label in column {cols.label!r}")
     log.info("%s: %d rows; columns: %s", path, len(rows), cols.describe())
     return f
+
+
+def _blank(col: Any) -> Any:
+    """Per row: missing, empty or only whitespace (bit masks; the strings are not copied)."""
+    import pyarrow.compute as pc
+
+    return pc.or_kleene(pc.or_kleene(pc.is_null(col), pc.equal(col, "")), pc.utf8_is_space(col))
 
 
 def _arrow(rows: Any, name: str):
@@ -455,6 +492,11 @@ class LabelMap:
         return cls(tuple(sorted(names)))
 
     @classmethod
+    def from_file(cls, f: TextFile) -> LabelMap:
+        """The label set of a (training) file."""
+        return cls.from_values(f.label_set())
+
+    @classmethod
     def from_config(cls, id2label: dict[int | str, str]) -> LabelMap:
         """From a checkpoint's ``id2label`` (keys may be strings, as in config.json)."""
         return cls(tuple(id2label[k] for k in sorted(id2label, key=int)))
@@ -473,14 +515,22 @@ class LabelMap:
     def encode(self, f: TextFile) -> np.ndarray:
         """(N,) int64 label ids of a file's label column; a label outside this map is an error naming its line
         (a validation label the training file never had)."""
-        names = [label_name(v) for v in f.label_values()]
-        index = self.label2id
-        ids = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = f._label_names()
+        if arr is None:
+            names = [label_name(v) for v in f.label_values()]
+            index = self.label2id
+            ids = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        else:
+            found = pc.index_in(arr, value_set=pa.array(self.names, pa.string()))
+            ids = pc.fill_null(found, -1).to_numpy().astype(np.int64)
         unseen = np.flatnonzero(ids < 0)
         if len(unseen):
             r = int(unseen[0])
-            raise DataFileError(f"{f.where(r)}: label {names[r]!r} is not among the training labels "
-                                f"({_short(self.names)})")
+            raise DataFileError(f"{f.where(r)}: label {label_name(f.rows[r][f.columns.label])!r} is not among "
+                                f"the training labels ({_short(self.names)})")
         return ids
 
     def encode_multi(self, f: TextFile, separator: str | None = None) -> np.ndarray:
