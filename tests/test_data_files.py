@@ -149,6 +149,8 @@ Blackburn NNP I-NP I-PER
 
 def test_conll_and_jsonl_tags_read_alike(tmp_path, cache):
     c = F.read_tagged_file(write(tmp_path / "train.conll", "\ufeff" + CONLL))  # no trailing blank line
+    tsv = F.read_tagged_file(write(tmp_path / "train.tsv", CONLL.replace(" ", "\t")))  # .tsv: CoNLL too
+    assert (tsv.words, tsv.tags) == (c.words, c.tags)
     assert c.words == [["EU", "rejects", "German"], ["Peter", "Blackburn"]]
     assert c.tags == [["B-ORG", "O", "B-MISC"], ["B-PER", "I-PER"]]
     assert c.where(1) == f"{tmp_path / 'train.conll'}:7"

@@ -621,13 +621,13 @@ class TaggedFile:
 
 def read_tagged_file(path: str | os.PathLike, tokens: str | None = None, tags: str | None = None,
                      cache_dir: str | os.PathLike | None = None) -> TaggedFile:
-    """CoNLL-2003 style text (``.txt``, ``.conll``, ``.bio`` ...: a token per line, the tag in the last
-    column, blank lines between sentences, ``-DOCSTART-`` lines skipped) or a table (JSONL, Parquet, saved
-    dataset) with a list of tokens and a list of tags per row. Tags must be BIO / IOB2 (``O``, ``B-X``,
+    """CoNLL-2003 style text (``.conll``, ``.txt``, ``.tsv``, ``.csv`` or any other suffix: a token per line,
+    the tag in the last column, blank lines between sentences, ``-DOCSTART-`` lines skipped) or a table (JSON
+    lines / records, Parquet, saved dataset) with a list of tokens and a list of tags per row. Tags must be BIO / IOB2 (``O``, ``B-X``,
     ``I-X``); ``I-X`` after ``O`` or another type is accepted (seqeval reads it as a new entity) and counted
     in the log."""
     path = Path(path)
-    if path.is_file() and path.suffix.lower() not in FORMATS:
+    if path.is_file() and FORMATS.get(path.suffix.lower(), "csv") == "csv":  # CoNLL sets often end in .tsv
         out = _read_conll(path)
     else:
         out = _read_tagged_table(path, tokens, tags, cache_dir)
