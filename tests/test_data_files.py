@@ -194,6 +194,7 @@ BAD_TEXT = [
      ["column 'label' holds str here but int on line 1"]),
     ("a.jsonl", '{"text": "a", "label": 1}\n{"text": 5, "label": 2}\n', {}, 2, ["text column 'text' holds 5, not text"]),
     ("a.json", '[{"text": "a", "label": 1}, 3]', {}, None, ["record 2 is a JSON int, not an object"]),
+    ("a.json", '{\n  "data": [{"text": "a", "label": 1}]\n}\n', {}, None, ["one JSON object (keys 'data')"]),
     ("a.csv", b"text,label\nhi,1\nh\xe9llo,0\n", {}, 3, ["not UTF-8 (byte 0xe9)"]),
     ("a.csv", "text,label\nhi,1\nthere,0,extra\n", {}, 3, ["3 field(s), the header has 2"]),
     ("a.csv", 'text,label\n"unclosed,1\nok,1\n', {}, 2, ["1 field(s), the header has 2", "never closed"]),

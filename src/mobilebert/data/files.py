@@ -153,7 +153,11 @@ def column_names(path: str | os.PathLike, delimiter: str | None = None) -> list[
                 raise DataFileError(f"{path}: no records (an empty JSON array)")
             return list(records[0])
         for n, raw in _json_lines(path):
-            return list(_json_object(path, n, raw))
+            try:
+                return list(_json_object(path, n, raw))
+            except DataFileError:
+                _refuse_single_object(path)
+                raise
         raise DataFileError(f"{path}: the file is empty")
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -178,6 +182,17 @@ def _json_object(path: Path, line: int, raw: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DataFileError(f"{path}:{line}: a JSON {type(obj).__name__}, not an object ({{\"column\": value}})")
     return obj
+
+
+def _refuse_single_object(path: Path) -> None:
+    """A pretty-printed ``{...}`` file: say what it is instead of a parse error on its first line."""
+    try:
+        whole = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError:
+        return
+    if isinstance(whole, dict):
+        raise DataFileError(f"{path}: one JSON object (keys {', '.join(map(repr, list(whole)[:5]))}); expected "
+                            "records: an array of objects, or one object per line")
 
 
 def _json_array(path: Path) -> list[dict[str, Any]]:
@@ -231,8 +246,8 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, de
         elif fmt == "csv":
             # Every column read (as text) so that pandas checks each row's field count; then only `cols` kept.
             features = datasets.Features({c: datasets.Value("string") for c in present})
-            ds = datasets.Dataset.from_csv(str(path), sep=_delimiter(path, delimiter), features=features, keep_default_na=False, na_filter=False,
-                                           encoding="utf-8-sig", **kw)
+            ds = datasets.Dataset.from_csv(str(path), sep=_delimiter(path, delimiter), features=features,
+                                           keep_default_na=False, na_filter=False, encoding="utf-8-sig", **kw)
         elif fmt == "json":
             ds = datasets.Dataset.from_json(str(path), **kw)
         else:
