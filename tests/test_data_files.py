@@ -79,6 +79,8 @@ def test_column_detection(header, given, expected):
 def test_describe_says_which_columns_were_used():
     c = F.choose_columns("f.csv", ["sentence", "label", "id"])
     assert c.describe() == "text 'sentence' (detected), label 'label' (detected)"
+    pair = F.choose_columns("f.csv", ["sentence1", "sentence2", "y"], label="y")
+    assert pair.describe() == "text 'sentence1' (detected), text pair 'sentence2' (detected), label 'y'"
 
 
 def test_label_map_order_and_config_round_trip():

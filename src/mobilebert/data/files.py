@@ -321,8 +321,8 @@ class Columns:
 
     def describe(self) -> str:
         """``text 'sentence' (detected), label 'label' (detected)``: for the log and results.json."""
-        parts = [f"{role} {name!r}" + (" (detected)" if role in self.detected else "")
-                 for role, name in (("text", self.text), ("text pair", self.text_pair), ("label", self.label))
+        parts = [f"{role.replace('_', ' ')} {name!r}" + (" (detected)" if role in self.detected else "")
+                 for role, name in (("text", self.text), ("text_pair", self.text_pair), ("label", self.label))
                  if name is not None]
         return ", ".join(parts)
 
