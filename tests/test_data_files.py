@@ -34,8 +34,7 @@ def make_all_formats(d: Path) -> list[Path]:
     ds = datasets.Dataset.from_dict({"text": [t for t, _ in ROWS], "label": [lab for _, lab in ROWS]})
     csv_text = "text,label\n" + "".join('"' + t.replace('"', '""') + f'",{lab}\n' for t, lab in ROWS)
     paths = [write(d / "a.csv", csv_text),
-             write(d / "a.tsv", "text\tlabel\n" + "".join('"' + t.replace('"', '""') + f'"\t{lab}\n'
-                                                            for t, lab in ROWS)),
+             write(d / "a.tsv", "text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in ROWS)),  # TSV: no quoting
              write(d / "a.jsonl", "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in ROWS)),
              write(d / "a.json", json.dumps([{"text": t, "label": lab} for t, lab in ROWS]))]
     ds.to_parquet(str(d / "a.parquet"))
@@ -50,6 +49,30 @@ def test_every_format_gives_the_same_rows(tmp_path, cache):
         assert [F.label_name(v) for v in f.label_values()] == [lab for _, lab in ROWS], path
         assert f.columns == F.Columns("text", None, "label", ("text", "label")), path
         assert [t for b, _ in f.batches(3) for t in b] == f.texts()
+
+
+@pytest.mark.parametrize("task, text, pair, label", [
+    ("MRPC", "#1 String", "#2 String", "Quality"), ("RTE", None, None, None), ("STS-B", None, None, "score"),
+    ("CoLA", None, None, None),
+])
+def test_glue_tsv_files_read_as_glue_reads_them(shared_data, cache, task, text, pair, label):
+    """The GLUE TSVs (unquoted, with stray quotes) give the same texts and labels as data/glue.py."""
+    from mobilebert.data import glue
+
+    path = shared_data / "glue" / task / "dev.tsv"
+    t = glue.get_task(task.lower().replace("-", ""))
+    if t.no_header:  # CoLA has no header line: write one, as a user would
+        body = path.read_text(encoding="utf-8")
+        path = cache.parent / "cola.tsv"
+        path.write_text("\t".join(t.no_header) + "\n" + body, encoding="utf-8")
+    ref = glue.read_glue(t, path, "dev")
+    f = F.read_text_file(path, text=text, text_pair=pair, label=label, cache_dir=cache)
+    assert f.texts() == [e.text_a for e in ref]
+    assert (f.pairs() or [None] * len(ref)) == [e.text_b for e in ref]
+    if t.is_regression:
+        np.testing.assert_allclose(F.regression_targets(f), [e.label for e in ref], rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(F.LabelMap(t.labels).encode(f), [e.label for e in ref])
 
 
 def test_csv_rows_are_memory_mapped(tmp_path, cache):

@@ -104,10 +104,16 @@ def _delimiter(path: Path, delimiter: str | None) -> str:
     return delimiter or DELIMITERS.get(path.suffix.lower(), ",")
 
 
+def _quoting(delimiter: str) -> int:
+    """CSV fields may be quoted (RFC 4180); TSV fields never are (IANA's text/tab-separated-values, GLUE's
+    files), so a ``"`` in a TSV is text."""
+    return csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+
+
 def _csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(first line of the record, fields) for every non-blank CSV record, the header included."""
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
+        reader = csv.reader(f, delimiter=delimiter, quoting=_quoting(delimiter))
         start = 1
         for row in reader:
             if row:
@@ -223,8 +229,8 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, de
                cache_dir: str | os.PathLike | None = None):
     """A memory-mapped ``datasets.Dataset`` of the file's ``columns`` (all when None); CSV/TSV cells as strings.
 
-    CSV/TSV: standard quoting (``"``), blank lines skipped, no value read as missing (``NA`` is text);
-    ``delimiter`` overrides the one the suffix implies. JSON: one object per line, or one array of objects.
+    CSV: standard quoting (``"``); TSV: none (a ``"`` is text, as in GLUE's files); blank lines skipped, no
+    value read as missing (``NA`` is text); ``delimiter`` overrides the one the suffix implies. JSON: one object per line, or one array of objects.
     """
     import datasets
 
@@ -246,7 +252,8 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, de
         elif fmt == "csv":
             # Every column read (as text) so that pandas checks each row's field count; then only `cols` kept.
             features = datasets.Features({c: datasets.Value("string") for c in present})
-            ds = datasets.Dataset.from_csv(str(path), sep=_delimiter(path, delimiter), features=features,
+            sep = _delimiter(path, delimiter)
+            ds = datasets.Dataset.from_csv(str(path), sep=sep, quoting=_quoting(sep), features=features,
                                            keep_default_na=False, na_filter=False, encoding="utf-8-sig", **kw)
         elif fmt == "json":
             ds = datasets.Dataset.from_json(str(path), **kw)
