@@ -213,9 +213,17 @@ def _json_array(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _load_disk(path: Path):
-    import datasets
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError("reading data files needs the datasets library: pip install 'mobilebert[all]' "
+                          "(or pip install datasets)") from None
+    return datasets
 
+
+def _load_disk(path: Path):
+    datasets = _datasets()
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # FileNotFoundError or library errors on a damaged folder
@@ -232,8 +240,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, de
     CSV: standard quoting (``"``); TSV: none (a ``"`` is text, as in GLUE's files); blank lines skipped, no
     value read as missing (``NA`` is text); ``delimiter`` overrides the one the suffix implies. JSON: one object per line, or one array of objects.
     """
-    import datasets
-
+    datasets = _datasets()
     path = Path(path)
     fmt = file_format(path)
     present = column_names(path, delimiter)
