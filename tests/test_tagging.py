@@ -105,3 +105,47 @@ def test_bad_arguments(tok):
         T.encode_tagged(tok, [["a", "b"]], [[0]])
     with pytest.raises(ValueError, match="2 words but 1 tags"):
         T.entities("a b", [(0, 1), (2, 3)], ["O"])
+
+
+def test_pieces_fit_together_a_tiny_tagger_learns_its_sentences(tmp_path, tok):
+    """CoNLL file -> label map -> first-piece labels -> MobileBertForTokenClassification -> word predictions
+    -> seqeval scores: a tiny model memorises four sentences (entity F1 1.0), so the parts agree on alignment."""
+    import torch
+    from conftest import tiny_config
+
+    from mobilebert import MobileBertForTokenClassification
+    from mobilebert.data import files as F
+    from mobilebert.data.metrics import entity_metrics
+
+    conll = ("Ann NNP B-PER\nLee NNP I-PER\nvisited VBD O\nMontpellier NNP B-LOC\n\n"
+             "Bob NNP B-PER\nflew VBD O\nto TO O\nNew NNP B-LOC\nYork NNP I-LOC\n\n"
+             "Paris NNP B-LOC\nwelcomed VBD O\nJohanson NNP B-PER\n\n"
+             "nothing NN O\nhere RB O\n")
+    (tmp_path / "t.conll").write_text(conll, encoding="utf-8")
+    data = F.read_tagged_file(tmp_path / "t.conll")
+    labels = F.LabelMap.from_values(data.tag_set(), tags=True)
+    enc = T.encode_tagged(tok, data.words, F.encode_tags(data, labels), max_length=16)
+    width = max(map(len, enc.input_ids))
+
+    def pad(rows, value):
+        return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+    ids, y = pad(enc.input_ids, 0), pad(enc.labels, T.IGNORE)
+    mask = pad([[1] * len(r) for r in enc.input_ids], 0)
+    torch.manual_seed(0)
+    model = MobileBertForTokenClassification(tiny_config(vocab_size=tok.vocab_size, num_labels=len(labels),
+                                                         id2label=labels.id2label))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(60):
+        loss = model(ids, mask, labels=y).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        pieces = model(ids, mask).logits.argmax(-1).tolist()
+    o = labels.label2id["O"]
+    words = [T.word_predictions(p, w, n, fill=o) for p, w, n in zip(pieces, enc.word_ids, enc.n_words, strict=True)]
+    predicted = [[labels.names[i] for i in s] for s in words]
+    assert entity_metrics(data.tags, predicted)["f1"] == 1.0
