@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from mobilebert import MobileBertConfig
 from mobilebert.atomic import atomic_write_text
 from mobilebert.distill.losses import TransferMap, default_transfer_weights
+from mobilebert.distill.module import DistillModule
 from mobilebert.distill.strategies import build_schedule
 from mobilebert.modeling import MobileBertForPreTraining
-from mobilebert.recipes.distill import DistillModule
 from mobilebert.train.trainer import weighted_total
 
 

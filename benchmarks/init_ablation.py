@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from mobilebert.atomic import atomic_write_text
-from mobilebert.recipes.distill import DistillConfig, distill, load_config
+from mobilebert.options import load as load_config
+from mobilebert.recipes.distill import DistillConfig, distill
 from mobilebert.train.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]

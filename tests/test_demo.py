@@ -49,7 +49,8 @@ def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
 
 def test_demo_student_matches_the_shipped_recipe():
     from mobilebert.demo.minilm import STUDENT
-    from mobilebert.recipes.distill import DistillConfig, load_config
+    from mobilebert.options import load as load_config
+    from mobilebert.recipes.distill import DistillConfig
 
     assert load_config(DistillConfig, REPO / "configs" / "distill_minilm.yaml").student == STUDENT
 

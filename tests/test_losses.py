@@ -17,9 +17,9 @@ from mobilebert.distill.losses import (
     default_transfer_weights,
     feature_map_loss,
     mean_variance_loss,
-    nsp_loss,
     pretraining_distillation_loss,
 )
+from mobilebert.train.pretrain import nsp_loss
 
 
 def test_feature_map_loss_by_hand():

@@ -10,6 +10,7 @@ from mobilebert import (
     MobileBertForPreTraining,
     MobileBertForQuestionAnswering,
     MobileBertForSequenceClassification,
+    MobileBertForTokenClassification,
     MobileBertModel,
 )
 from mobilebert.checkpoint import read_state_dict
@@ -170,3 +171,63 @@ def test_pytorch_bin_checkpoint_loads(tmp_path):
     with torch.no_grad():
         r = ref(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
         assert rel_err(ours(ids, mask, types).last_hidden_state, r) < TOL
+
+
+@pytest.mark.parametrize("num_labels", [5, 1])
+def test_token_classification_parity(preset, num_labels, tmp_path):
+    """Transformers' checkpoint -> ours: same per-token logits and loss, -100 labels ignored in both."""
+    ref, ours = hf_to_ours(preset, "ForTokenClassification", MobileBertForTokenClassification, tmp_path,
+                           num_labels=num_labels)
+    ids, mask, types = batch()
+    labels = torch.randint(0, num_labels, ids.shape, generator=torch.Generator().manual_seed(3))
+    labels[:, 0] = -100  # [CLS]
+    labels[0, 3:5] = -100  # word-piece continuations
+    labels[1, 8:] = -100  # padding
+    with torch.no_grad():
+        r = ref(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
+        o = ours(ids, mask, types, labels=labels)
+    assert o.logits.shape == (2, 12, num_labels)
+    assert rel_err(o.logits, r.logits) < TOL
+    assert abs(o.loss.item() - r.loss.item()) <= TOL * max(1.0, abs(r.loss.item()))
+    # The loss is the mean over the scored positions only.
+    kept = labels != -100
+    assert abs(o.loss.item() - torch.nn.functional.cross_entropy(o.logits[kept], labels[kept]).item()) < 1e-6
+
+
+def test_token_classification_ours_to_transformers(preset, tmp_path):
+    """Ours -> transformers: the saved folder loads as (Mobile)BertForTokenClassification with no missing or
+    unexpected keys, the label names travel, and the logits agree."""
+    labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    cfg = MobileBertConfig.from_preset(preset, num_hidden_layers=2, vocab_size=300, padding_invariant=False,
+                                       legacy_norm_eps=preset != "bert-base", num_labels=5, id2label=labels)
+    torch.manual_seed(0)
+    ours = MobileBertForTokenClassification(cfg).eval()
+    perturb(ours)
+    ours.save_pretrained(tmp_path / "ours")
+    ref, info = hf_class(preset, "ForTokenClassification").from_pretrained(tmp_path / "ours",
+                                                                           output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert ref.config.architectures == [hf_class(preset, "ForTokenClassification").__name__]
+    assert ref.config.id2label == labels and ref.config.label2id == {v: k for k, v in labels.items()}
+    ids, mask, types = batch()
+    with torch.no_grad():
+        r = ref.eval()(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        o = ours(ids, mask, types)
+    assert rel_err(o.logits, r.logits) < TOL
+    again = MobileBertForTokenClassification.from_pretrained(tmp_path / "ours")
+    assert again.loading_info == {"missing_keys": [], "unexpected_keys": []}
+    assert again.config.id2label == labels
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, mask, types).logits, o.logits)
+
+
+def test_token_head_added_to_an_encoder_checkpoint(tmp_path):
+    """A bare encoder (or a sequence classifier) loads into the token head: only the classifier is new."""
+    ref, _ = hf_to_ours("mobilebert", "ForPreTraining", MobileBertForPreTraining, tmp_path)
+    tok = MobileBertForTokenClassification.from_pretrained(tmp_path / "hf", num_labels=3)
+    assert tok.loading_info["missing_keys"] == ["classifier.bias", "classifier.weight"]
+    ids, mask, types = batch()
+    with torch.no_grad():
+        r = ref.mobilebert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        o = tok.mobilebert(ids, mask, types).last_hidden_state
+    assert rel_err(o, r) < TOL

@@ -23,10 +23,13 @@ if str(REPO) not in sys.path:  # when run as a worker script
     sys.path.insert(0, str(REPO))
 
 from mobilebert import MobileBertConfig  # noqa: E402
-from mobilebert.distill.strategies import Stage  # noqa: E402
+from mobilebert.distill.module import DistillModule, DistillTask  # noqa: E402
 from mobilebert.modeling import MobileBertForPreTraining  # noqa: E402
-from mobilebert.recipes.distill import DistillConfig, DistillTask, load_config, setup  # noqa: E402
+from mobilebert.options import check  # noqa: E402
+from mobilebert.options import load as load_config  # noqa: E402
+from mobilebert.recipes.distill import DistillConfig, build_distillation  # noqa: E402
 from mobilebert.train.optim import Lamb, build_param_groups  # noqa: E402
+from mobilebert.train.schedule import Stage  # noqa: E402
 from mobilebert.train.state import checkpoints, load_checkpoint  # noqa: E402
 from mobilebert.train.trainer import NonFiniteLossError, TrainConfig, fit, weighted_total  # noqa: E402
 
@@ -182,8 +185,9 @@ def test_lamb_step_by_hand():
 
 def test_fp16_refused_with_reason():
     with pytest.raises(ValueError, match="NoNorm activations"):
-        TrainConfig(precision="fp16").validate()
-    TrainConfig(precision="fp16", loss_scaling=True).validate()
+        check(TrainConfig(precision="fp16"))
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp8'"):
+        check(TrainConfig(precision="fp8"))
 
 
 def test_weighted_total_uses_term_prefix():
@@ -209,8 +213,6 @@ def distill_case(student_dropout: float = 0.0):
 def test_chunked_teacher_gives_the_same_terms():
     """teacher_chunk runs the teacher a few sequences at a time (to cut peak memory); the loss terms must not
     change: transfer on every layer, pre-training distillation, with padding."""
-    from mobilebert.recipes.distill import DistillModule
-
     teacher, student, tmap, batch, stage, counts = distill_case()
     whole = DistillModule(student, teacher, tmap)(batch, stage, counts)
     chunked = DistillModule(student, teacher, tmap, teacher_chunk=2)(batch, stage, counts)
@@ -223,8 +225,6 @@ def test_recompute_gives_the_same_terms_and_gradients(monkeypatch):
     """recompute (activation checkpointing of student blocks) trades compute for memory; the loss terms and
     every student gradient must not change, dropout included (its RNG state is replayed in backward)."""
     import mobilebert.distill.module as recipe
-    from mobilebert.distill.module import DistillModule
-    from mobilebert.train.trainer import weighted_total
 
     calls = []
     real_checkpoint = recipe.checkpoint
@@ -247,6 +247,32 @@ def test_recompute_gives_the_same_terms_and_gradients(monkeypatch):
         torch.testing.assert_close(t1[k], t0[k], rtol=1e-5, atol=1e-6, msg=k)
     for n in g0:
         torch.testing.assert_close(g1[n], g0[n], rtol=1e-4, atol=1e-6, msg=n)
+# ----------------------------------------------------------------------------- plain pre-training
+def test_pretrain_module_is_what_the_teacherless_distill_module_was():
+    """Teacher pre-training used to run as DistillModule(model, None, None): the same terms, bit for bit, the
+    same parameter groups in the same order (so optimizer states line up), and its saved states still load."""
+    from mobilebert.train.pretrain import PretrainModule, pretrain_stage
+
+    teacher_cfg, _ = tiny_pair()
+    torch.manual_seed(0)
+    model = MobileBertForPreTraining(teacher_cfg).eval()
+    new, old = PretrainModule(model), DistillModule(model, None, None)
+    stage = pretrain_stage(new, 10, 0.1)
+    batch = next(iter(SyntheticLoader(8, 8, 16, 120, seed=3)))
+    counts = {"tokens": batch["attention_mask"].sum().float(), "masked": (batch["labels"] != -100).sum().float(),
+              "sequences": torch.tensor(8.0)}
+    a, b = new(batch, stage, counts), old(batch, stage, counts)
+    assert sorted(a) == sorted(b) == ["mlm", "nsp"] and all(torch.equal(a[k], b[k]) for k in a)
+    assert list(stage.lr_multipliers) == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "heads"]
+    same = [g for g in old.param_groups() if old.param_groups()[g]]  # DistillModule's proj.i groups were empty
+    assert list(new.param_groups()) == same
+    assert all([id(p) for _, p in new.param_groups()[g]] == [id(p) for _, p in old.param_groups()[g]] for g in same)
+    torch.manual_seed(1)
+    fresh = PretrainModule(MobileBertForPreTraining(teacher_cfg))
+    fresh.load_state_dict(old.state_dict())  # keys student.* -> model.*
+    assert all(torch.equal(x, y) for x, y in zip(fresh.state_dict().values(), new.state_dict().values(), strict=True))
+
+
 # ----------------------------------------------------------------------------- NaN guard
 class _Exploding(nn.Module):
     def __init__(self):
@@ -281,10 +307,144 @@ def test_nan_guard_names_step_term_layer_and_keeps_checkpoint(tmp_path):
     assert load_checkpoint(ckpts[0])["global_step"] == 2
 
 
+# ----------------------------------------------------------------------------- Ctrl-C
+class _Noisy(nn.Module):
+    """A loss that draws from the RNG (dropout), so that only an exact resume reproduces the weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.emb = nn.Embedding(50, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, batch, stage, counts):
+        h = self.drop(self.emb(batch["input_ids"]))
+        return {"fmt/layer.0": (h - 1).pow(2).sum() / counts["tokens"]}
+
+
+class _NoisyTask:
+    """No ``export`` (optional); an evaluation whose history is task state; ``stop_in_eval``: Ctrl-C in the
+    evaluation of that number (once)."""
+
+    def __init__(self, stop_in_eval: int = 0):
+        self.module, self.history, self.stop_in_eval = _Noisy(), [], stop_in_eval
+
+    def param_groups(self):
+        return {"layer.0": list(self.module.named_parameters())}
+
+    def evaluate(self, train_loss):
+        if len(self.history) + 1 == self.stop_in_eval:
+            self.stop_in_eval = 0
+            raise KeyboardInterrupt
+        self.history.append(round(train_loss, 6))
+        return {"train_loss": train_loss}
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = list(state["history"])
+
+
+def _interruptible(stop_at_fetch: int = 0):
+    """Loaders over one stream of batches; Ctrl-C while fetching batch ``stop_at_fetch`` (counted across epochs)."""
+    fetched = [0]
+
+    def make_loader(epoch):
+        loader = SyntheticLoader(48, 8, 8, 50, seed=epoch)
+
+        def it():
+            for b in SyntheticLoader.__iter__(loader):
+                fetched[0] += 1
+                if fetched[0] == stop_at_fetch:
+                    raise KeyboardInterrupt
+                yield b
+
+        return _Wrap(loader, it)
+
+    return make_loader
+
+
+_TWO_STAGES = [Stage("a", 4, {"fmt": 1.0}, [], {"layer.0": 1.0}), Stage("b", 7, {"fmt": 1.0}, [], {"layer.0": 1.0},
+                                                                       warmup_steps=2)]
+
+
+def _fit(out: Path, task, stop_at_fetch: int = 0, resume: bool = False, **cfg):
+    c = TrainConfig(out_dir=str(out), optimizer="adamw", lr=0.05, batch_size=8, tensorboard=False, progress=False,
+                    **cfg)
+    return fit(task, _TWO_STAGES, _interruptible(stop_at_fetch), c, resume=resume)
+
+
+def _resumes_exactly(ref: Path, cut: Path) -> None:
+    assert _fit(cut, _NoisyTask(), resume=True)["global_step"] == 11
+    a, b = final_weights(ref), final_weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_mid_step_saves_the_step_before_and_resumes_exactly(tmp_path):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    r = _fit(ref, _NoisyTask())
+    assert r["global_step"] == 11 and r["exports"] == {}  # a task without export
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cut, _NoisyTask(), stop_at_fetch=7)  # fetching the batch of step 7: 6 steps done (4 of a, 2 of b)
+    state = load_checkpoint(checkpoints(cut / "checkpoints")[-1])
+    assert (state["global_step"], state["stage_index"], state["stage_step"]) == (6, 1, 2)
+    _resumes_exactly(ref, cut)
+
+
+def test_ctrl_c_during_the_weight_update_lands_after_it(tmp_path, monkeypatch):
+    """SIGINT sent while the optimizer updates the weights is held until the step is complete, so the state
+    saved is that of the step just finished, never a half-applied one."""
+    import mobilebert.train.trainer as trainer
+
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    _fit(ref, _NoisyTask())
+    make, steps = trainer.make_optimizer, [0]
+
+    def interrupting(*a, **k):
+        opt = make(*a, **k)
+        real = opt.step
+
+        def step(*sa, **sk):
+            out = real(*sa, **sk)
+            steps[0] += 1
+            if steps[0] == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # the weights of step 3 are updated; its bookkeeping is not
+            return out
+
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(trainer, "make_optimizer", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cut, _NoisyTask())
+    monkeypatch.undo()
+    assert load_checkpoint(checkpoints(cut / "checkpoints")[-1])["global_step"] == 3
+    _resumes_exactly(ref, cut)
+
+
+@pytest.mark.parametrize("nth, step", [(2, 4), (3, 6)])  # evaluations after steps 3, 4 (end of a), 6, 9, 11
+def test_ctrl_c_during_an_evaluation_evaluates_again_on_resume(tmp_path, nth, step):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    want = _NoisyTask()
+    _fit(ref, want, eval_every=3, save_on_eval=True)
+    assert len(want.history) == 5
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cut, _NoisyTask(stop_in_eval=nth), eval_every=3, save_on_eval=True)
+    state = load_checkpoint(checkpoints(cut / "checkpoints")[-1])
+    assert state["global_step"] == step and state["evaluate_pending"]
+    assert state["task"] == {"history": want.history[:nth - 1]}
+    got = _NoisyTask()
+    _fit(cut, got, resume=True, eval_every=3, save_on_eval=True)
+    assert got.history == want.history
+    a, b = final_weights(ref), final_weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ----------------------------------------------------------------------------- config and bad setups
 def test_config_overrides_and_unknown_keys(tmp_path):
     yml = tmp_path / "c.yaml"
-    yml.write_text("strategy: joint\ntrain:\n  lr: 0.001\n")
+    yml.write_text("strategy: joint\nteacher: t\ntrain:\n  lr: 0.001\n")
     cfg = load_config(DistillConfig, yml, ["train.batch_size=16", "student.num_hidden_layers=3", "layer_map=[0,1,2]"])
     assert cfg.strategy == "joint" and cfg.train.lr == 0.001 and cfg.train.batch_size == 16
     assert cfg.student == {"num_hidden_layers": 3} and cfg.layer_map == [0, 1, 2]
@@ -323,7 +483,7 @@ def test_bad_config_fails_before_training_one_line(tmp_path, capsys, override, m
 # ----------------------------------------------------------------------------- progressive phases
 def test_progressive_phases_train_the_right_parameters(tmp_path):
     cfg = worker_config(tmp_path / "o", make_teacher_dir(tmp_path / "t"))
-    module, stages = setup(cfg)
+    module, stages = build_distillation(cfg)
     assert [s.name for s in stages] == ["progressive.0", "progressive.1", "distill"]
     batch = next(iter(SyntheticLoader(8, 8, 16, 120, seed=0)))
     counts = {"tokens": batch["attention_mask"].sum().float(), "masked": (batch["labels"] != -100).sum().float(),

@@ -19,6 +19,7 @@ _WHERE = {
     "MobileBertForPreTraining": "modeling",
     "MobileBertForQuestionAnswering": "modeling",
     "MobileBertForSequenceClassification": "modeling",
+    "MobileBertForTokenClassification": "modeling",
     "MobileBertModel": "modeling",
     "ModelOutput": "modeling",
     "MobileBertTokenizer": "tokenizer",
@@ -33,6 +34,7 @@ __all__ = [
     "MobileBertForPreTraining",
     "MobileBertForQuestionAnswering",
     "MobileBertForSequenceClassification",
+    "MobileBertForTokenClassification",
     "MobileBertModel",
     "MobileBertTokenizer",
     "ModelOutput",
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
         MobileBertForPreTraining,
         MobileBertForQuestionAnswering,
         MobileBertForSequenceClassification,
+        MobileBertForTokenClassification,
         MobileBertModel,
         ModelOutput,
     )

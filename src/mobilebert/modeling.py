@@ -504,6 +504,28 @@ class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
         return _carry(out, loss=loss, logits=logits)
 
 
+class MobileBertForTokenClassification(MobileBertPreTrainedModel):
+    """A label per token (NER, tagging) from the last hidden state; cross-entropy with labels -100 ignored,
+    so only each word's first word piece (the others labelled -100 by the data code) is scored."""
+
+    def __init__(self, config: MobileBertConfig) -> None:
+        super().__init__(config)
+        self.mobilebert = MobileBertModel(config, add_pooling_layer=False)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+                labels: Tensor | None = None, **kw) -> ModelOutput:
+        out = self.mobilebert(input_ids, attention_mask, token_type_ids, **kw)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return _carry(out, loss=loss, logits=logits)
+
+
 class MobileBertForQuestionAnswering(MobileBertPreTrainedModel):
     """Span QA: start/end logits per token; loss is the mean of start and end cross-entropy."""
 
@@ -531,4 +553,5 @@ MODEL_CLASSES = {
     "MobileBertForMaskedLM": MobileBertForMaskedLM,
     "MobileBertForSequenceClassification": MobileBertForSequenceClassification,
     "MobileBertForQuestionAnswering": MobileBertForQuestionAnswering,
+    "MobileBertForTokenClassification": MobileBertForTokenClassification,
 }

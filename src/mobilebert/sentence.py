@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
 from .config import MobileBertConfig
 from .data.sts import StsPairs, cosine_similarities, spearman_x100
 from .modeling import MobileBertModel, mean_pool
+from .progress import Progress
 from .tokenizer import MobileBertTokenizer
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class SentenceEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         show = progress if progress is not None else len(starts) > 20
-        for s in tqdm(starts, desc="embed", disable=not show, unit="batch"):
+        for s in Progress(starts, desc="embed", disable=not show, unit="batch"):
             idx = order[s:s + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], max_length=self.pooling.max_seq_length, truncation=True,
                                  padding=True, return_tensors="pt")

@@ -8,13 +8,12 @@ fast; project modules are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .options import UsageError  # one home; re-exported for the checks below
 
 # What a training run writes into its folder; --overwrite removes these (never other files).
 RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
@@ -27,9 +26,6 @@ FORMAT_PACKAGES = {"onnx": (("onnxruntime",), "onnxruntime"),
                    "litert": (("litert_torch", "ai_edge_litert"), "litert-torch"),
                    "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe")}
 
-
-class UsageError(ValueError):
-    """A bad argument, config value or input file; the message is one line naming it."""
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -167,101 +163,3 @@ def fresh_output(path: str | os.PathLike, name: str, overwrite: bool = False, re
         raise UsageError(f"{name} {p}: already exists but holds no checkpoint to resume; use --overwrite to "
                          "start over, or another folder")
     raise UsageError(f"{name} {p}: already exists; choose another path or add --overwrite to replace it")
-
-
-# ----------------------------------------------------------------------------- config values
-def type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
-             dict: "a mapping", tuple: "a list"}
-    origin = typing.get_origin(tp) or tp
-    if origin in (typing.Union, types.UnionType):  # `int | None` reads "an integer or null"
-        return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
-    return names.get(origin, getattr(origin, "__name__", str(origin)))
-
-
-def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
-    """(ok, value) for ``value`` against the annotation ``tp``; YAML's ``1e-4`` (a string) becomes a float."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return True, value
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return type(None) in args, None
-        for arg in args:
-            if arg is not type(None):
-                ok, v = _coerce(arg, value)
-                if ok:
-                    return True, v
-        return False, value
-    if value is None:
-        return False, value
-    base = origin or tp
-    if base is bool:
-        return isinstance(value, bool), value
-    if base is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if base is float:
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, int | float):
-            return True, float(value)
-        try:
-            return True, float(value)
-        except (TypeError, ValueError):
-            return False, value
-    if base is str:
-        return isinstance(value, str), value
-    if base in (list, tuple):
-        if not isinstance(value, list | tuple):
-            return False, value
-        item = args[0] if args else Any
-        out = []
-        for v in value:
-            ok, v = _coerce(item, v)
-            if not ok:
-                return False, value
-            out.append(v)
-        return True, tuple(out) if base is tuple else out
-    if base is dict:
-        return isinstance(value, dict), value
-    return True, value
-
-
-def check_fields(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
-    """Type-check ``values`` (one level of a YAML config) against the dataclass ``cls``'s annotations; returns
-    them with numbers written as strings (YAML reads ``1e-4`` as one) converted. Nested dataclass fields are
-    left to the caller."""
-    hints = typing.get_type_hints(cls)
-    out = dict(values)
-    for f in dataclasses.fields(cls):
-        if f.name not in values or dataclasses.is_dataclass(hints[f.name]):
-            continue
-        ok, out[f.name] = _coerce(hints[f.name], values[f.name])
-        if not ok:
-            raise UsageError(f"{where}: {prefix}{f.name} must be {type_name(hints[f.name])}, "
-                             f"got {values[f.name]!r}")
-    return out
-
-
-def slow_bf16(size: int = 256, reps: int = 5) -> str | None:
-    """Why bf16 should not be timed on this CPU, or None. Measured, not guessed from CPU flags: a square GEMM in
-    bf16 against fp32, best of ``reps``; without native support (AVX512-BF16 / AMX on x86, BF16 on Arm)
-    PyTorch emulates bf16 and it runs several times slower than fp32."""
-    import time
-
-    import torch
-
-    rates = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        rates[dtype] = 2 * size**3 / best / 1e9
-    fp32, bf16 = rates[torch.float32], rates[torch.bfloat16]
-    if bf16 >= 0.5 * fp32:
-        return None
-    return (f"bf16 GEMM runs at {bf16:.1f} GFLOP/s against fp32's {fp32:.1f} on this CPU (no native bf16, so "
-            "PyTorch emulates it)")

@@ -23,16 +23,13 @@ from pathlib import Path
 
 from ..atomic import atomic_path, atomic_write_text
 from .glue import SAMPLE_DIR, TASKS, read_glue
-from .instances import sample_corpus_path, split_sentences
+from .instances import sample_corpus_path, split_sentences, wikitext_articles
 from .shards import prepare_pretraining
 
 log = logging.getLogger(__name__)
 
 WIKITEXT_FILES = ("corpus/wikitext-2-raw/wiki.valid.raw", "corpus/wikitext-2-raw/wiki.test.raw")
 SQUAD_FILE = "squad/dev-v1.1.json"
-_WIKI_TITLE = re.compile(r"^ ?= [^=].* = ?$")
-_WIKI_HEADING = re.compile(r"^ ?(= )+.*( =)+ ?$")
-_WIKI_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 _SPACE = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w]+")
 
@@ -75,25 +72,6 @@ def dev_sentences(glue_dir: Path) -> set[str]:
     return out
 
 
-def _wikitext_documents(path: Path) -> Iterator[list[str]]:
-    """Articles of a raw WikiText file as lists of sentences (headings dropped, @-@ escapes undone)."""
-    doc: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if _WIKI_TITLE.match(line):
-            if doc:
-                yield doc
-            doc = []
-            continue
-        if not line.strip() or _WIKI_HEADING.match(line):
-            continue
-        text = line.strip()
-        for a, b in _WIKI_ESCAPES:
-            text = text.replace(a, b)
-        doc.extend(split_sentences(text))
-    if doc:
-        yield doc
-
-
 def _glue_documents(glue_dir: Path) -> Iterator[tuple[str, list[str]]]:
     for task in TASKS.values():
         if "train" not in task.files:
@@ -122,7 +100,7 @@ def _sources(data_dir: Path | None, stats: CorpusStats) -> Iterator[tuple[str, l
             p = data_dir / rel
             if p.is_file():
                 seen_wiki.add(p)
-                yield from ((f"wikitext/{p.stem}", d) for d in _wikitext_documents(p))
+                yield from ((f"wikitext/{p.stem}", d) for d in wikitext_articles(p))
             else:
                 stats.missing.append(str(p))
         glue = data_dir / "glue"
@@ -136,7 +114,7 @@ def _sources(data_dir: Path | None, stats: CorpusStats) -> Iterator[tuple[str, l
         else:
             stats.missing.append(str(squad))
     # The bundled samples (duplicates of the full files above are dropped sentence by sentence).
-    yield from (("sample/wikitext", d) for d in _wikitext_documents(sample_corpus_path()))
+    yield from (("sample/wikitext", d) for d in wikitext_articles(sample_corpus_path()))
     for ex in read_glue("sst2", SAMPLE_DIR, "train"):
         yield "sample/sst2", [ex.text_a]
 

@@ -78,6 +78,19 @@ def split_sentences(paragraph: str) -> list[str]:
     return out
 
 
+def unescape_wikitext(text: str) -> str:
+    """Undo WikiText's tokenised `` @-@ ``, `` @,@ `` and `` @.@ ``."""
+    for old, new in _WIKI_ESCAPES:
+        text = text.replace(old, new)
+    return text
+
+
+def wikitext_articles(path: Path) -> Iterator[list[str]]:
+    """The articles of a raw WikiText file as lists of sentences, read as the ``wikitext`` input format is."""
+    for doc in _read_documents(path, "wikitext", _FileStats(str(path))):
+        yield [s for paragraph in doc for s in split_sentences(unescape_wikitext(paragraph))]
+
+
 def _detect_format(path: Path) -> str:
     seen = 0
     with open(path, "rb") as f:
@@ -189,10 +202,7 @@ def _tokenize_chunk(args: tuple[str, list[list[str]], int, str]) -> dict[str, np
             texts.extend(doc)
         else:
             for para in doc:
-                if fmt == "wikitext":
-                    for old, new in _WIKI_ESCAPES:
-                        para = para.replace(old, new)
-                texts.extend(split_sentences(para))
+                texts.extend(split_sentences(unescape_wikitext(para) if fmt == "wikitext" else para))
         per_doc.append(len(texts) - n0)
     ids = [e.ids for e in _STATE["tokenizer"].encode_batch_fast(texts, add_special_tokens=False)]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))

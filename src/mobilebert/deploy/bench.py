@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from ..atomic import atomic_path, atomic_write_text
 from ..modeling import MobileBertModel
+from ..progress import Progress
 from ..validate import missing_packages
 from .optimize import optimize_for_inference
 
@@ -354,7 +354,7 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
             runs.update({(k, n): fns for n, fns in model_runs.items()})
             for s_ in cfg.seqs:
                 results[k].flops_per_seq[s_] = model_flops(encs[k], s_)
-        bar = tqdm(points, desc="bench", disable=not progress)
+        bar = Progress(points, desc="bench", disable=not progress)
         for t, b, s in bar:
             torch.set_num_threads(t)
             ids = torch.randint(1, vocab, (b, s))

@@ -140,18 +140,6 @@ def pretraining_distillation_loss(student_logits: Tensor, teacher_logits: Tensor
     return ce / (labels.numel() if n_masked is None else n_masked)
 
 
-def nsp_loss(logits: Tensor, labels: Tensor, n_sequences: float | Tensor | None = None) -> Tensor:
-    """Next-sentence cross-entropy on ground truth; logits (B, 2), labels (B,)."""
-    ce = F.cross_entropy(logits.float(), labels.view(-1), reduction="sum")
-    return ce / (labels.numel() if n_sequences is None else n_sequences)
-
-
-def mlm_loss(logits: Tensor, labels: Tensor, n_masked: float | Tensor | None = None) -> Tensor:
-    """Plain MLM cross-entropy at masked positions; logits (N, V), labels (N,)."""
-    ce = F.cross_entropy(logits.float(), labels, reduction="sum")
-    return ce / (labels.numel() if n_masked is None else n_masked)
-
-
 # ----------------------------------------------------------------------------- task-specific distillation
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
             mask: Tensor | None = None) -> Tensor:

@@ -1,8 +1,7 @@
 """The distillation module: student and teacher advancing layer by layer, returning the loss terms a stage asks
 for (``DistillModule``), and ``DistillTask``, what ``train.trainer.fit`` trains: parameter groups, the per-stage
-export, the periodic STS-B score of a sentence encoder.
-
-Also the plain MLM + NSP module of teacher pre-training (``DistillModule(model, None, None)``).
+export, the periodic STS-B score of a sentence encoder. (Plain MLM + NSP pre-training, without a teacher, is
+``train.pretrain.PretrainModule``.)
 """
 
 from __future__ import annotations
@@ -17,16 +16,15 @@ from ..data.sts import StsPairs
 from ..modeling import MobileBertForPreTraining, extended_attention_mask
 from ..sentence import PoolingConfig, SentenceEncoder, sts_score
 from ..tokenizer import MobileBertTokenizer
+from ..train.pretrain import export_pretrained, mlm_loss, nsp_loss, pretraining_groups
+from ..train.schedule import Stage
 from .losses import (
     TRANSFER_TERMS,
     TransferLoss,
     TransferMap,
-    mlm_loss,
-    nsp_loss,
     pretraining_distillation_loss,
     sentence_embedding_loss,
 )
-from .strategies import Stage
 
 EXPORTS = ("pretraining", "encoder")
 
@@ -103,16 +101,12 @@ class DistillModule(HoldsTeacher):
         self.alpha, self.temperature = alpha, temperature
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        s, L = self.student, self.student.config.num_hidden_layers
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"embeddings": list(s.mobilebert.embeddings.named_parameters())}
-        for i in range(L):
-            groups[f"layer.{i}"] = list(s.mobilebert.encoder.layer[i].named_parameters())
-        for i in range(L):
+        """The student's pre-training groups with ``proj.0`` .. ``proj.{L-1}`` before ``heads``."""
+        groups = pretraining_groups(self.student)
+        heads = groups.pop("heads")
+        for i in range(self.student.config.num_hidden_layers):
             proj = self.transfer.proj[i] if self.transfer is not None and self.transfer.proj is not None else None
             groups[f"proj.{i}"] = list(proj.named_parameters()) if proj is not None else []
-        heads = list(s.cls.named_parameters(prefix="cls"))
-        if s.mobilebert.pooler is not None:
-            heads += list(s.mobilebert.pooler.named_parameters(prefix="pooler"))
         groups["heads"] = heads
         n_grouped = sum(len(v) for v in groups.values())
         assert n_grouped == len(list(self.parameters())), "every trainable parameter belongs to exactly one group"
@@ -215,9 +209,3 @@ class DistillTask:
             return {"eval/sts_spearman": sts_score(self.encoder(), self.sts)}
         finally:
             self.module.student.train(was)
-
-
-def export_pretrained(model: nn.Module, out_dir: Path, tokenizer: MobileBertTokenizer | None = None) -> None:
-    """A from_pretrained-loadable directory: weights, config and the tokenizer (the bundled one by default)."""
-    model.save_pretrained(out_dir)
-    (tokenizer or MobileBertTokenizer.default()).save_pretrained(out_dir)

@@ -1,4 +1,5 @@
-"""Distillation strategies as data: each strategy is a list of ``Stage`` objects the trainer runs in order.
+"""Distillation strategies as data: each strategy is a list of ``train.schedule.Stage`` objects the trainer runs
+in order.
 
 Parameter groups of the student: ``embeddings``, ``layer.0`` .. ``layer.{L-1}`` (the blocks), ``proj.0`` ..
 ``proj.{L-1}`` (learned teacher-width projections, empty when widths match; trained only while their layer's
@@ -9,32 +10,10 @@ transfer terms count) and ``heads`` (MLM, NSP, pooler). A group absent from a st
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
+from ..train.schedule import Stage
 from .losses import SENTENCE_TERMS, TRANSFER_TERMS, default_transfer_weights
 
 STRATEGIES = ("progressive", "joint", "auxiliary", "none")
-LOSS_TERMS = (*TRANSFER_TERMS, *SENTENCE_TERMS, "mlm_kd", "nsp", "mlm")
-
-
-@dataclass
-class Stage:
-    """One stretch of training with fixed losses and trainable groups; the lr warms up and decays within it."""
-
-    name: str
-    steps: int
-    terms: dict[str, float]  # loss term -> weight
-    layers: list[int] = field(default_factory=list)  # student layers whose transfer terms count
-    lr_multipliers: dict[str, float] = field(default_factory=dict)  # parameter group -> lr multiplier (0: frozen)
-    warmup_fraction: float = 0.1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def needs_teacher(self) -> bool:
-        return bool(self.layers) or "mlm_kd" in self.terms
 
 
 def group_names(num_layers: int) -> list[str]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,81 +19,78 @@ from ..data.pretraining import check_data, prepared_seq_length, pretraining_load
 from ..data.sts import read_sts
 from ..distill.losses import TransferMap
 from ..distill.module import EXPORTS, DistillModule, DistillTask
-from ..distill.strategies import STRATEGIES, Stage, build_schedule
+from ..distill.strategies import STRATEGIES, build_schedule
 from ..modeling import MobileBertForPreTraining
-from ..train.config import check_train_config, load_config, write_resolved  # noqa: F401  (load_config: public)
+from ..options import check, option, write_resolved
+from ..train.schedule import Stage
 from ..train.trainer import Loader, TrainConfig, fit, init_distributed
-from ..validate import at_least, checkpoint_dir, in_range, one_of
 
 log = logging.getLogger(__name__)
+
+INIT_PARTS = ("position", "token_type", "word_svd")  # what init_from_teacher may start from the teacher
 
 
 # ----------------------------------------------------------------------------- config
 @dataclass
 class DistillConfig:
-    """Everything one distillation run needs; YAML files in configs/ fill it, ``key=value`` overrides it."""
+    """Everything one distillation run needs; YAML files in configs/ fill it, ``key=value`` and flags override it."""
 
-    strategy: str = "progressive"  # progressive | joint | auxiliary | none
-    teacher: str | None = None  # a from_pretrained directory (not needed for strategy none)
-    student_preset: str = "mobilebert"
-    student: dict[str, Any] = field(default_factory=dict)  # MobileBertConfig overrides for the student
-    data: str | None = None  # a directory written by prepare_pretraining (mobilebert.data.pretraining)
-    transfer_steps: int = 240_000  # layer-wise transfer, all phases together
-    distill_steps: int = 500_000  # pre-training distillation afterwards
-    lower_layers: str = "slow"  # progressive: lower layers "slow" (lower_lr x) or "frozen"
-    lower_lr: float = 0.1
-    layer_map: list[int] | None = None  # student layer i learns from teacher block layer_map[i]; None: uniform
-    transfer_weights: dict[str, float] = field(default_factory=dict)  # override SPEC §3 factors (fmt, mean, var, att)
-    alpha: float = 0.5  # weight of the one-hot label in the distillation target
-    temperature: float = 1.0
-    teacher_bf16: bool = False  # run the teacher in bf16 (halves its memory and time on GPUs)
-    teacher_chunk: int = 0  # teacher sequences per pass (0: whole micro-batch); small values cut peak memory on CPU
-    recompute: bool = False  # student blocks keep only their input for backward and run again there (less memory)
-    copy_from_teacher: bool = True  # copy embeddings and heads whose shapes match, frozen during transfer
-    init_from_teacher: list[str] = field(default_factory=list)  # parts of INIT_PARTS started from the teacher
-    clean_inputs: bool | None = None  # feed unmasked text; None: when no stage uses MLM (head-less teachers)
-    trim_padding: bool = False  # cut each batch to its longest sequence (short-sentence corpora run faster)
-    export: str = "auto"  # pretraining (heads included) | encoder (+ tokenizer + pooling); auto: encoder when
-    #                       the teacher has no trained heads
-    pooling: str = "mean"  # the exported encoder's sentence pooling (mean | cls)
-    eval_sts: str | None = None  # STS-B file or GLUE folder scored every train.eval_every steps (encoder runs)
-    no_dropout: bool = True  # SPEC §3: no dropout while distilling
-    warmup_fraction: float = 0.1  # of each stage
-    train: TrainConfig = field(default_factory=TrainConfig)
+    strategy: str = option("progressive", help="progressive, joint, auxiliary, or none (the student from scratch: "
+                           "the baseline)", choices=STRATEGIES)
+    teacher: str | None = option(None, help="a from_pretrained directory (not needed for strategy none)",
+                                 path="checkpoint")
+    student_preset: str = option("mobilebert", help="the student's preset")
+    student: dict[str, Any] = option(factory=dict, help="MobileBertConfig overrides for the student")
+    data: str | None = option(None, help="a directory written by prepare-pretraining or corpus")
+    transfer_steps: int = option(240_000, help="layer-wise transfer, all phases together", at_least=0)
+    distill_steps: int = option(500_000, help="pre-training distillation afterwards", at_least=0)
+    lower_layers: str = option("slow", help="progressive: lower layers train slow (lower_lr x) or frozen",
+                               choices=("slow", "frozen"))
+    lower_lr: float = option(0.1, help="progressive: learning-rate factor of the lower layers", at_least=0)
+    layer_map: list[int] | None = option(None, help="student layer i learns from teacher block layer_map[i] "
+                                         "(default: uniform)")
+    transfer_weights: dict[str, float] = option(factory=dict, help="override SPEC §3 factors (fmt, mean, var, att)")
+    alpha: float = option(0.5, help="weight of the one-hot label in the distillation target", at_least=0,
+                          at_most=1)
+    temperature: float = option(1.0, help="softmax temperature of the distillation target", above=0, at_most=1e3)
+    teacher_bf16: bool = option(False, help="run the teacher in bf16 (halves its memory and time on GPUs)")
+    teacher_chunk: int = option(0, help="teacher sequences per pass (0: whole micro-batch); small values cut peak "
+                                "memory on CPU", at_least=0, affects_result=False)
+    recompute: bool = option(False, help="student blocks keep only their input for backward and run again there "
+                             "(less memory)", affects_result=False)
+    copy_from_teacher: bool = option(True, help="copy embeddings and heads whose shapes match, frozen during "
+                                     "transfer")
+    init_from_teacher: list[str] = option(factory=list, help="parts started from the teacher", choices=INIT_PARTS)
+    clean_inputs: bool | None = option(None, help="feed unmasked text (default: when no stage uses MLM, i.e. "
+                                       "head-less teachers)")
+    trim_padding: bool = option(False, help="cut each batch to its longest sequence (short-sentence corpora run "
+                                "faster)")
+    export: str = option("auto", help="pretraining (heads included) or encoder (+ tokenizer + pooling); auto: "
+                         "encoder when the teacher has no trained heads", choices=("auto", *EXPORTS))
+    pooling: str = option("mean", help="the exported encoder's sentence pooling", choices=("mean", "cls"))
+    eval_sts: str | None = option(None, help="STS-B file or GLUE folder scored every train.eval_every steps "
+                                  "(encoder runs)", path="exists", affects_result=False)
+    no_dropout: bool = option(True, help="no dropout while distilling (SPEC §3)")
+    warmup_fraction: float = option(0.1, help="warm-up, as a fraction of each stage", at_least=0, at_most=1)
+    train: TrainConfig = option(factory=TrainConfig, help="optimisation and bookkeeping")
+
+    def check(self) -> None:
+        if self.transfer_steps + self.distill_steps == 0:
+            raise ValueError("transfer_steps and distill_steps are both 0: nothing to train")
+        if self.strategy != "none" and not self.teacher:
+            raise ValueError(f"strategy {self.strategy} needs a teacher (teacher=DIR, a from_pretrained directory)")
 
 
-def check_distill_config(cfg: DistillConfig) -> DistillConfig:
-    """Every value and every input path of a distillation config, before a model is built."""
-    one_of("strategy", cfg.strategy, STRATEGIES)
-    at_least("transfer_steps", cfg.transfer_steps, 0)
-    at_least("distill_steps", cfg.distill_steps, 0)
-    if cfg.transfer_steps + cfg.distill_steps == 0:
-        raise ValueError("transfer_steps and distill_steps are both 0: nothing to train")
-    one_of("lower_layers", cfg.lower_layers, ("slow", "frozen"))
-    at_least("lower_lr", cfg.lower_lr, 0)
-    in_range("alpha", cfg.alpha, 0, 1)
-    in_range("temperature", cfg.temperature, 0, 1e3, low_open=True)
-    at_least("teacher_chunk", cfg.teacher_chunk, 0)
-    in_range("warmup_fraction", cfg.warmup_fraction, 0, 1)
-    one_of("export", cfg.export, ("auto", *EXPORTS))
-    one_of("pooling", cfg.pooling, ("mean", "cls"))
-    for part in cfg.init_from_teacher:
-        one_of("init_from_teacher", part, INIT_PARTS)
+def check_distill_inputs(cfg: DistillConfig) -> DistillConfig:
+    """What the config's fields cannot say alone: the student builds, and the data fits its positions."""
     try:
         student = MobileBertConfig.from_preset(cfg.student_preset, **cfg.student)
     except (ValueError, TypeError) as e:
         raise ValueError(f"student_preset / student: {e}") from None
-    if cfg.strategy != "none":
-        if not cfg.teacher:
-            raise ValueError(f"strategy {cfg.strategy} needs a teacher (teacher=DIR, a from_pretrained directory)")
-        checkpoint_dir(cfg.teacher, "teacher")
     seq = prepared_seq_length(cfg.data)
     if seq > student.max_position_embeddings:
         raise ValueError(f"data {cfg.data}: examples of {seq} tokens exceed the student's max_position_embeddings "
                          f"{student.max_position_embeddings}")
-    if cfg.eval_sts is not None and not Path(cfg.eval_sts).exists():
-        raise ValueError(f"eval_sts {cfg.eval_sts}: no such file or folder")
-    check_train_config(cfg.train)
     return cfg
 
 
@@ -119,7 +115,6 @@ def check_headless(cfg: DistillConfig, headless: bool) -> None:
                          "distill_steps=0 (layer-wise transfer only)")
 
 
-INIT_PARTS = ("position", "token_type", "word_svd")
 
 
 def init_from_teacher(student: MobileBertForPreTraining, teacher: MobileBertForPreTraining,
@@ -191,15 +186,12 @@ def build_student(cfg: DistillConfig) -> MobileBertForPreTraining:
     return MobileBertForPreTraining(MobileBertConfig.from_preset(cfg.student_preset, **overrides))
 
 
-def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
-    """Validate everything and build module and schedule; every bad setting fails here, before training."""
-    if cfg.strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {cfg.strategy!r}; choose from {', '.join(STRATEGIES)}")
+def build_distillation(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
+    """The distillation module (teacher loaded, student built and started from it as configured) and the
+    strategy's stages; every bad setting fails here, before training."""
     student = build_student(cfg)
     teacher, tmap, copied = None, None, []
-    if cfg.strategy != "none":
-        if not cfg.teacher:
-            raise ValueError(f"strategy {cfg.strategy} needs a teacher (teacher=DIR, a from_pretrained directory)")
+    if cfg.strategy != "none":  # DistillConfig.check: a teacher is given
         teacher = MobileBertForPreTraining.from_pretrained(cfg.teacher)
         headless = has_untrained_heads(teacher)
         check_headless(cfg, headless)
@@ -225,14 +217,12 @@ def setup(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
 def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int], Loader] | None = None
             ) -> dict[str, Any]:
     """Run a whole distillation; returns fit's summary (exports per stage, final step, last loss terms)."""
-    cfg.train.validate()
-    if cfg.export not in ("auto", *EXPORTS):
-        raise ValueError(f"export must be auto, {' or '.join(EXPORTS)}; got {cfg.export!r}")
+    check(cfg)  # fields and relations (the CLI also checked the files: check_distill_inputs)
     d = init_distributed()
     if make_loader is None:
         data = check_data(cfg.data)
     torch.manual_seed(cfg.train.seed)
-    module, stages = setup(cfg)
+    module, stages = build_distillation(cfg)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, module.student.config,
@@ -263,3 +253,10 @@ def evaluate_mlm(model: MobileBertForPreTraining, batches: list[dict[str, Tensor
         n += labels.numel()
     model.train(was)
     return {"mlm_loss": loss_sum / max(n, 1), "mlm_accuracy": correct / max(n, 1), "masked_tokens": n}
+
+
+def main(cfg: DistillConfig, resume: bool = False) -> int:
+    """``mobilebert distill``: run, then name each stage's exported folder."""
+    for stage, path in distill(cfg, resume=resume)["exports"].items():
+        print(f"{stage}: {path}")
+    return 0

@@ -1,18 +1,37 @@
-"""Sentence embeddings from the command line: vectors for texts (``mobilebert embed``) and the zero-shot STS-B
-score of a checkpoint (``mobilebert sts``). Any folder ``from_pretrained`` loads works, teacher or student."""
+"""Sentence vectors for texts (``mobilebert embed``). Any folder ``from_pretrained`` loads works, teacher or
+student."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..data.sts import read_sts
-from ..sentence import SentenceEncoder, sts_score
+from ..options import option
+from ..sentence import SentenceEncoder
+
+
+@dataclass
+class EmbedConfig:
+    model: str = option(help="checkpoint folder: a distilled student, MiniLM, any BERT", path="checkpoint")
+    texts: list[str] = option(factory=list, help="texts to embed (or use --file)", positional=True)
+    file: str | None = option(None, help="UTF-8 text file, one text per line", path="text")
+    out: str | None = option(None, help="write the (N, H) float32 array here (.npy) instead of printing",
+                             output="file")
+    normalize: bool | None = option(None, help="L2-normalise each vector (default: as the checkpoint's "
+                                    "modules.json says)")
+    batch_size: int = option(32, help="texts per forward pass", at_least=1, affects_result=False)
+    threads: int | None = option(None, help="torch threads (default: torch's choice)", at_least=1,
+                                 affects_result=False)
+
+    def check(self) -> None:
+        if bool(self.texts) == bool(self.file):
+            raise ValueError("give texts as arguments or --file, not both or neither")
+        if self.out and Path(self.out).suffix != ".npy":
+            raise ValueError(f"--out {self.out}: the output file must end in .npy")
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -47,15 +66,12 @@ def embed(model_dir: str | Path, texts: list[str], out: str | Path | None = None
     return vectors
 
 
-def evaluate_sts(model_dir: str | Path, data: str | Path | None = None, split: str = "dev",
-                 batch_size: int = 64, threads: int | None = None) -> dict[str, Any]:
-    """Spearman x100 of cosine similarities against the STS-B gold scores (``data``: a GLUE folder, an STS-B
-    TSV, or None for the bundled 300-pair dev sample)."""
-    if threads:
-        torch.set_num_threads(threads)
-    pairs = read_sts(data, split)
-    encoder = SentenceEncoder.from_pretrained(model_dir)
-    t0 = time.perf_counter()
-    score = sts_score(encoder, pairs, batch_size)
-    return {"model": str(model_dir), "data": pairs.source, "pairs": len(pairs.scores), "spearman_x100": score,
-            "pooling": encoder.pooling.pooling, "seconds": time.perf_counter() - t0}
+def main(cfg: EmbedConfig) -> int:
+    texts = read_lines(cfg.file) if cfg.file else cfg.texts
+    vectors = embed(cfg.model, texts, cfg.out, cfg.normalize, cfg.batch_size, cfg.threads)
+    if cfg.out:
+        print(f"{cfg.out}: {vectors.shape[0]} x {vectors.shape[1]} float32")
+    else:
+        for text, v in zip(texts, vectors, strict=True):
+            print(f"{text}\t" + " ".join(f"{x:.6g}" for x in v))
+    return 0

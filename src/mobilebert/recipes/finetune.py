@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..config import MobileBertConfig
@@ -54,10 +53,11 @@ from ..distill.losses import (
     span_distillation_loss,
 )
 from ..distill.module import HoldsTeacher
-from ..distill.strategies import Stage
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
+from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
 from ..train.config import read_yaml_mapping
+from ..train.schedule import Stage
 from ..train.trainer import Dist, TrainConfig, fit, init_distributed
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,8 @@ def run_model(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0, 
     device = next(model.parameters()).device
     order = sorted(range(len(enc.input_ids)), key=lambda i: len(enc.input_ids[i]))
     out: list = [None] * len(order)
-    for ids, mask, types, chunk in tqdm(batches(enc, order, batch_size, pad_id), desc=desc, leave=False,
-                                        total=math.ceil(len(order) / batch_size)):
+    for ids, mask, types, chunk in Progress(batches(enc, order, batch_size, pad_id), desc=desc, leave=False,
+                                            total=math.ceil(len(order) / batch_size)):
         res = model(ids.to(device), mask.to(device), types.to(device))
         if res.logits is not None:
             for r, i in enumerate(chunk):
@@ -416,7 +416,7 @@ def train_one_seed(setup: TaskSetup, model_dir: str | Path, out_dir: Path, train
     kd = {"hidden": kd_hidden, "att": kd_attention} if intermediate else {}
     terms = {"task": 1.0, **{k: w for k, w in kd.items() if w > 0}}
     lr_groups = {"model": 1.0, **({"transfer": 1.0} if intermediate and transfer.project else {})}
-    stage = Stage("finetune", total, terms, [], lr_groups, (warmup_steps + 0.5) / total)
+    stage = Stage("finetune", total, terms, [], lr_groups, warmup_steps=warmup_steps)
     cfg = TrainConfig(out_dir=str(out_dir), optimizer="adamw", lr=lr, eps=1e-6, weight_decay=weight_decay,
                       batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
                       precision=precision, save_every=save_every, keep_last=keep_last, log_every=log_every,

@@ -1,19 +1,37 @@
-"""Build a model, run one sentence through it, and report shapes, parameter count and latency."""
+"""Build a model, run one sentence through it, and report shapes, parameter count and latency
+(``mobilebert info``)."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
-from ..config import MobileBertConfig
+from ..config import PRESETS, MobileBertConfig
 from ..modeling import MobileBertModel
+from ..options import option
+
+
+@dataclass
+class InfoConfig:
+    preset: str = option("mobilebert", help="preset name", choices=PRESETS)
+    model: str | None = option(None, help="a checkpoint directory instead of a preset", path="model")
+    layers: int | None = option(None, help="override num_hidden_layers (presets only)", at_least=1)
+    seq: int = option(128, help="sequence length for the latency probe (cut to the model's "
+                      "max_position_embeddings)", at_least=1)
+    text: str = option("MobileBERT is a compact task-agnostic BERT for resource-limited devices.",
+                       help="the sentence the latency probe encodes")
+
+    def check(self) -> None:
+        if self.model and self.layers:
+            raise ValueError("--layers overrides presets only; it cannot change a --model checkpoint")
 
 
 def model_info(preset: str = "mobilebert", model_dir: str | None = None, seq_len: int = 128,
                text: str | None = None, runs: int = 10, **overrides) -> str:
-    """A short human-readable report; used by ``mobilebert info`` and as the placeholder demo."""
+    """A short human-readable report."""
     if model_dir:
         model = MobileBertModel.from_pretrained(model_dir, **overrides)
         name = model_dir
@@ -43,3 +61,9 @@ def model_info(preset: str = "mobilebert", model_dir: str | None = None, seq_len
     if text:
         lines.insert(1, f"text: {text!r}")
     return "\n".join(lines)
+
+
+def main(cfg: InfoConfig) -> int:
+    overrides = {"num_hidden_layers": cfg.layers} if cfg.layers else {}
+    print(model_info(preset=cfg.preset, model_dir=cfg.model, seq_len=cfg.seq, text=cfg.text, **overrides))
+    return 0

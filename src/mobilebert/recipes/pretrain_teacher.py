@@ -6,46 +6,39 @@ a BERT checkpoint) can instead be given straight to ``mobilebert distill teacher
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..config import MobileBertConfig
+from ..config import PRESETS, MobileBertConfig
 from ..data.pretraining import check_data, prepared_seq_length, pretraining_loaders
-from ..distill.module import DistillModule, DistillTask
-from ..distill.strategies import Stage, group_names
 from ..modeling import MobileBertForPreTraining
-from ..train.config import check_train_config, write_resolved
+from ..options import check, option, write_resolved
+from ..train.pretrain import PretrainModule, PretrainTask, pretrain_stage
 from ..train.trainer import TrainConfig, fit, init_distributed
-from ..validate import UsageError, at_least, existing_file, in_range, model_config
 
 
 @dataclass
 class TeacherConfig:
-    preset: str = "ib-bert-large"
-    model: dict[str, Any] = field(default_factory=dict)  # MobileBertConfig overrides
-    config_json: str | None = None  # a config.json (HF or official TF) instead of a preset
-    init: str | None = None  # continue from a from_pretrained directory
-    data: str | None = None
-    steps: int = 1_000_000
-    warmup_fraction: float = 0.01
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/teacher", lr=1e-3))
+    """One teacher pre-training run; YAML files in configs/ fill it, ``key=value`` and flags override it."""
+
+    preset: str = option("ib-bert-large", help="the teacher's preset", choices=PRESETS)
+    model: dict[str, Any] = option(factory=dict, help="MobileBertConfig overrides")
+    config_json: str | None = option(None, help="a config.json (HF or official TF) instead of a preset",
+                                     path="file")
+    init: str | None = option(None, help="continue from a from_pretrained directory", path="model")
+    data: str | None = option(None, help="a directory written by prepare-pretraining")
+    steps: int = option(1_000_000, help="optimizer steps", at_least=1)
+    warmup_fraction: float = option(0.01, help="warm-up, as a fraction of the steps", at_least=0, at_most=1)
+    train: TrainConfig = option(factory=lambda: TrainConfig(out_dir="runs/teacher", lr=1e-3),
+                                help="optimisation and bookkeeping")
 
 
-def check_teacher_config(cfg: TeacherConfig) -> TeacherConfig:
-    """Every value and input path of a teacher config, before a model is built."""
-    at_least("steps", cfg.steps, 1)
-    in_range("warmup_fraction", cfg.warmup_fraction, 0, 1)
+def check_teacher_inputs(cfg: TeacherConfig) -> TeacherConfig:
+    """What the fields cannot say alone: the model builds, and the data fits its positions."""
     try:
-        if cfg.init:
-            model = model_config(cfg.init, "init").replace(**cfg.model)
-        elif cfg.config_json:
-            model = MobileBertConfig.from_json(existing_file(cfg.config_json, "config_json"), **cfg.model)
-        else:
-            model = MobileBertConfig.from_preset(cfg.preset, **cfg.model)
-    except UsageError:
-        raise
+        model = build_config(cfg)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{'init' if cfg.init else 'config_json' if cfg.config_json else 'preset'} / model: "
                          f"{e}") from None
@@ -53,8 +46,15 @@ def check_teacher_config(cfg: TeacherConfig) -> TeacherConfig:
     if seq > model.max_position_embeddings:
         raise ValueError(f"data {cfg.data}: examples of {seq} tokens exceed the model's max_position_embeddings "
                          f"{model.max_position_embeddings}")
-    check_train_config(cfg.train)
     return cfg
+
+
+def build_config(cfg: TeacherConfig) -> MobileBertConfig:
+    if cfg.init:
+        return MobileBertConfig.from_json(cfg.init).replace(**cfg.model)
+    if cfg.config_json:
+        return MobileBertConfig.from_json(cfg.config_json, **cfg.model)
+    return MobileBertConfig.from_preset(cfg.preset, **cfg.model)
 
 
 def build_teacher(cfg: TeacherConfig) -> MobileBertForPreTraining:
@@ -65,23 +65,25 @@ def build_teacher(cfg: TeacherConfig) -> MobileBertForPreTraining:
     return MobileBertForPreTraining(MobileBertConfig.from_preset(cfg.preset, **cfg.model))
 
 
-def pretrain_stage(num_layers: int, steps: int, warmup_fraction: float) -> Stage:
-    groups = {g: 1.0 for g in group_names(num_layers) if not g.startswith("proj.")}
-    return Stage("pretrain", steps, {"mlm": 1.0, "nsp": 1.0}, [], groups, warmup_fraction)
-
-
 def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None) -> dict[str, Any]:
     """Train with MLM + NSP; the result (``out_dir/stages/pretrain``) is a from_pretrained directory."""
-    cfg.train.validate()
+    check(cfg)  # fields and relations (the CLI also checked the files: check_teacher_inputs)
     d = init_distributed()
     data = check_data(cfg.data) if make_loader is None else None
     torch.manual_seed(cfg.train.seed)
     model = build_teacher(cfg)
-    module = DistillModule(model, None, None)
+    module = PretrainModule(model)
     if make_loader is None:
         per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, model.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)
-    stage = pretrain_stage(model.config.num_hidden_layers, cfg.steps, cfg.warmup_fraction)
-    return fit(DistillTask(module), [stage], make_loader, cfg.train, resume=resume, d=d)
+    stage = pretrain_stage(module, cfg.steps, cfg.warmup_fraction)
+    return fit(PretrainTask(module), [stage], make_loader, cfg.train, resume=resume, d=d)
+
+
+def main(cfg: TeacherConfig, resume: bool = False) -> int:
+    """``mobilebert pretrain-teacher``: run, then name the exported folder."""
+    for stage, path in pretrain_teacher(cfg, resume=resume)["exports"].items():
+        print(f"{stage}: {path}")
+    return 0

@@ -1,8 +1,11 @@
-"""Training state on disk: atomic checkpoint folders, RNG states of every rank, keep-last-K, resume.
+"""Training state on disk, what ``--resume`` continues from: atomic folders, RNG states of every rank,
+keep-last-K.
 
-A checkpoint is a folder ``step-XXXXXXXX`` holding one ``state.pt`` (model, optimizer, stage and step,
-RNG states of every rank, data cursors of every rank). It is written under a temporary name and renamed
-into place, so a folder with the final name is always complete, even if the process is killed mid-write.
+(Not to be confused with a model folder, ``from_pretrained`` weights + config, read and written by
+``mobilebert.checkpoint``.) A training state is a folder ``OUT/checkpoints/step-XXXXXXXX`` holding one
+``state.pt``: model and optimizer, stage and step, RNG states and data cursors of every rank, the task's own
+state. It is written under a temporary name and renamed into place, so a folder with the final name is always
+complete, even if the process is killed mid-write. The functions keep the word "checkpoint" of the folder name.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def _to_tuples(x: Any) -> Any:
 
 
 def checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoint folders under ``root``, oldest first."""
+    """Complete training-state folders under ``root``, oldest first."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -65,8 +68,8 @@ def latest_checkpoint(root: str | Path) -> Path | None:
 
 
 def save_checkpoint(root: str | Path, step: int, state: dict[str, Any], keep_last: int = 3) -> Path:
-    """Write ``state`` as ``root/step-XXXXXXXX/state.pt`` atomically; then delete all but the newest
-    ``keep_last`` checkpoints (0 keeps all)."""
+    """Write the training ``state`` as ``root/step-XXXXXXXX/state.pt`` atomically; then delete all but the
+    newest ``keep_last`` of them (0 keeps all)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
@@ -86,10 +89,10 @@ def save_checkpoint(root: str | Path, step: int, state: dict[str, Any], keep_las
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint folder (or its state.pt) -> the saved dict; nothing but tensors and plain data unpickled."""
+    """A training-state folder (or its state.pt) -> the saved dict; nothing but tensors and plain data unpickled."""
     path = Path(path)
     if path.is_dir():
         path = path / "state.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
+        raise FileNotFoundError(f"{path}: no such training state")
     return torch.load(path, map_location="cpu", weights_only=True)

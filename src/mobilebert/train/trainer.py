@@ -1,5 +1,5 @@
-"""One training loop for teacher pre-training and distillation: stages, DDP, bf16, accumulation, clipping,
-checkpoint/resume, logging and a NaN guard.
+"""One training loop for teacher pre-training, distillation and fine-tuning: stages, DDP, bf16, accumulation,
+clipping, training state saved and resumed exactly (also on Ctrl-C), logging and a NaN guard.
 
 The loop knows nothing of losses: it calls ``model(batch, stage, counts)``, which returns a dict of
 *unweighted* loss terms named ``term`` or ``term/layer.i``; the stage's ``terms`` weigh them. ``counts`` are
@@ -12,12 +12,15 @@ Run it plainly for one process, or under ``torchrun`` (gloo on CPU, nccl on GPU)
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 import math
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,58 +30,67 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ..distill.strategies import Stage
+from .. import options
+from ..options import option
+from ..progress import Progress
 from .metrics import MetricsLogger
 from .optim import build_param_groups, make_optimizer, set_lr, warmup_decay
+from .schedule import Stage
 from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16")
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or inf; the message names the step, the term and the layer."""
+
+    exit_code = 3  # the CLI stops with this code and the message, no traceback
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping; the model, data and stages come from the recipe."""
 
-    out_dir: str = "runs/distill"
-    optimizer: str = "lamb"  # lamb | adamw
-    lr: float = 1.5e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    decay_power: float = 1.0  # 1: linear decay after warm-up; other values: polynomial
-    batch_size: int = 32  # global batch per optimizer step (all ranks, all micro-batches)
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only with loss_scaling)
-    loss_scaling: bool = False
-    save_every: int = 0  # checkpoint every N optimizer steps (0: only at stage ends)
-    keep_last: int = 3
-    log_every: int = 10
-    eval_every: int = 0  # call the task's evaluate() every N optimizer steps and at each stage end (0: never)
-    save_on_eval: bool = False  # also checkpoint right after each evaluation (fine-tuning: every epoch)
-    seed: int | None = 0  # None: keep the RNG state the recipe left (it seeded before building the model)
-    tensorboard: bool = True
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    out_dir: str = option("runs/distill", help="the run's folder: checkpoints/, stages/, metrics, config.yaml",
+                          output="run", affects_result=False)
+    optimizer: str = option("lamb", help="lamb or adamw", choices=("lamb", "adamw"))
+    lr: float = option(1.5e-3, help="peak learning rate", above=0)
+    betas: tuple[float, float] = option((0.9, 0.999), help="Adam/LAMB betas, each in [0, 1)", at_least=0, below=1)
+    eps: float = option(1e-6, help="Adam/LAMB epsilon", above=0)
+    weight_decay: float = option(0.01, help="decoupled weight decay, not on biases and norms", at_least=0)
+    decay_power: float = option(1.0, help="1: linear decay after warm-up; other values: polynomial")
+    batch_size: int = option(32, help="global batch per optimizer step (all ranks, all micro-batches)", at_least=1)
+    grad_accum: int = option(1, help="micro-batches per optimizer step", at_least=1)
+    max_grad_norm: float = option(1.0, help="gradient clipping norm (0: off)", at_least=0)
+    precision: str = option("fp32", help="fp32, or bf16 (autocast); fp16 is refused (NoNorm activations overflow it)")
+    save_every: int = option(0, help="save the training state every N optimizer steps (0: only at stage ends and "
+                             "on Ctrl-C)", at_least=0, affects_result=False)
+    keep_last: int = option(3, help="training states kept", at_least=0, affects_result=False)
+    log_every: int = option(10, help="log every N optimizer steps", at_least=1, affects_result=False)
+    eval_every: int = option(0, help="call the task's evaluate() every N optimizer steps and at each stage end "
+                             "(0: never)", at_least=0)
+    save_on_eval: bool = option(False, help="also save the training state right after each evaluation "
+                                "(fine-tuning: every epoch)", affects_result=False)
+    seed: int | None = option(0, help="None: keep the RNG state the recipe left (it seeded before building the "
+                              "model)")
+    tensorboard: bool = option(True, help="also log to TensorBoard", affects_result=False)
+    progress: bool = option(True, help="progress bar (or periodic lines when stderr is not a terminal)",
+                            affects_result=False)
 
-    def validate(self) -> None:
-        if self.optimizer not in ("lamb", "adamw"):
-            raise ValueError(f"optimizer must be lamb or adamw, got {self.optimizer!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "fp16" and not self.loss_scaling:
+    def check(self) -> None:
+        """Relations between fields; each field's own range is in its metadata (checked by options.check)."""
+        if self.precision == "fp16":
             raise ValueError("precision fp16 refused: MobileBERT's NoNorm activations reach ~1e6, beyond fp16's "
-                             "65504, and gradients underflow; use bf16, or fp16 with loss_scaling=true")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be >= 1")
+                             "65504, and gradients underflow; use bf16")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
 
 
 class Loader(Protocol):
@@ -88,16 +100,16 @@ class Loader(Protocol):
 
 
 class Task(Protocol):
-    """What the loop trains: an nn.Module returning loss terms, its parameter groups and its exports.
+    """What the loop trains: an nn.Module returning loss terms, and its parameter groups.
 
-    Optional: ``evaluate()`` (or ``evaluate(train_loss)``, the mean per-sequence training loss since the last
+    Optional: ``export(stage, out_dir)``, the stage's result as a folder, called on rank 0 at each stage end;
+    ``evaluate()`` (or ``evaluate(train_loss)``, the mean per-sequence training loss since the last
     evaluation) returning metrics to log; ``state_dict()`` / ``load_state_dict()`` for task state that must
-    survive a resume (e.g. the best epoch so far), saved in every checkpoint."""
+    survive a resume (e.g. the best epoch so far), saved with every training state."""
 
     module: nn.Module
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]: ...
-    def export(self, stage: Stage, out_dir: Path) -> None: ...
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -231,14 +243,39 @@ def _evaluate(task: Task, logger: MetricsLogger | None, step: int, d: Dist, peri
         dist.barrier()
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the weights update and deliver them right after, so that an interrupt lands
+    between two steps, never between the parameters of one update. Only the main thread may set handlers;
+    elsewhere this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(held):
+            signal.raise_signal(s)
+
+
 # ----------------------------------------------------------------------------- the loop
 def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], cfg: TrainConfig,
         resume: bool = False, d: Dist | None = None) -> dict[str, Any]:
     """Run ``stages`` in order; returns a summary (final step, per-stage export dirs, last logged terms).
 
-    Checkpoints go to ``out_dir/checkpoints``, each stage's result to ``out_dir/stages/<name>``, metrics to
-    ``out_dir/metrics.jsonl`` and ``out_dir/tensorboard``."""
-    cfg.validate()
+    Training states go to ``out_dir/checkpoints``, each stage's result to ``out_dir/stages/<name>``, metrics to
+    ``out_dir/metrics.jsonl`` and ``out_dir/tensorboard``.
+
+    Ctrl-C (KeyboardInterrupt; the CLI turns SIGTERM into one too) saves the state of the last step boundary
+    before it propagates, so ``resume`` continues exactly as if never stopped: an interrupt inside a step saves
+    the state before that step (nothing of it was applied: the weight update itself holds signals), one during
+    an evaluation saves the state before it and the evaluation runs again on resume. Under DDP (several
+    processes) only the periodic and stage-end states are kept: ranks stop at different points."""
+    options.check(cfg)
     d = d or init_distributed()
     out = Path(cfg.out_dir)
     ckpt_root = out / "checkpoints"
@@ -248,7 +285,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
                          f"{cfg.grad_accum}")
     module = task.module.to(d.device)
     batches = Batches(make_loader)
-    start_stage, start_step, global_step, opt_state = 0, 0, 0, None
+    start_stage, start_step, global_step, opt_state, eval_pending = 0, 0, 0, None, False
     period = torch.zeros(2, dtype=torch.float64)  # for evaluate(train_loss): loss x sequences, sequences
     last_ckpt = latest_checkpoint(ckpt_root) if resume else None
     if resume and last_ckpt is None:
@@ -260,7 +297,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
                              "resume with the same world size")
         module.load_state_dict(state["model"])
         start_stage, start_step, global_step = state["stage_index"], state["stage_step"], state["global_step"]
-        opt_state = state["optimizer"]
+        opt_state, eval_pending = state["optimizer"], bool(state.get("evaluate_pending"))
         batches.load_state_dict(state["data"][d.rank])
         set_rng_state(state["rng"][d.rank])
         if "period" in state:
@@ -273,121 +310,160 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
         torch.manual_seed(cfg.seed)
 
     logger = MetricsLogger(out, tensorboard=cfg.tensorboard) if d.main else None
-    autocast = (torch.autocast(d.device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
-                if cfg.precision != "fp32" else contextlib.nullcontext())
-    scaler = torch.amp.GradScaler(d.device.type) if cfg.precision == "fp16" else None
+    autocast = (torch.autocast(d.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+                else contextlib.nullcontext())
     last_terms: dict[str, float] = {}
     exports: dict[str, str] = {}
 
-    def checkpoint(stage_index: int, stage_step: int, optimizer: torch.optim.Optimizer | None) -> Path | None:
-        rngs, cursors = _all_gather(rng_state(), d), _all_gather(batches.state_dict(), d)
-        periods = _all_gather(period.clone(), d)
+    def live_state() -> dict[str, Any]:
+        """What changes within a step or an evaluation, every rank's (gathered): RNGs, data cursors, the period
+        sums, the task's own state."""
+        task_state = task.state_dict() if d.main and hasattr(task, "state_dict") else None
+        return {"rng": _all_gather(rng_state(), d), "data": _all_gather(batches.state_dict(), d),
+                "period": _all_gather(period.clone(), d), "task": copy.deepcopy(task_state)}
+
+    def checkpoint(stage_index: int, stage_step: int, optimizer: torch.optim.Optimizer | None,
+                   parts: dict[str, Any] | None = None, evaluate_pending: bool = False) -> Path | None:
+        """Save the training state: model and optimizer now, the rest from ``parts`` (default: as it is now)."""
+        parts = parts or live_state()
         path = None
         if d.main:
-            task_state = task.state_dict() if hasattr(task, "state_dict") else None
             path = save_checkpoint(ckpt_root, global_step, {
                 "model": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                 "stage_index": stage_index, "stage_step": stage_step, "global_step": global_step,
                 "stage_name": stages[stage_index].name if stage_index < len(stages) else "done",
-                "rng": rngs, "data": cursors, "world_size": d.world, "period": periods, "task": task_state,
+                "world_size": d.world, "evaluate_pending": evaluate_pending, **parts,
             }, keep_last=cfg.keep_last)
         if d.world > 1:
             dist.barrier()
         return path or latest_checkpoint(ckpt_root)
 
-    for si in range(start_stage, len(stages)):
-        stage = stages[si]
-        # -- stage setup: trainable groups, a fresh optimizer (its own warm-up), a fresh DDP wrapper
-        groups = build_param_groups(task.param_groups(), stage.lr_multipliers, cfg.lr, cfg.weight_decay)
-        optimizer = make_optimizer(cfg.optimizer, groups, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
-        if si == start_stage and opt_state is not None:
-            optimizer.load_state_dict(opt_state)
-        trainable = [p for g in groups for p in g["params"]]
-        model: nn.Module = module
-        if d.world > 1:
-            model = nn.parallel.DistributedDataParallel(module, device_ids=[d.local_rank] if d.device.type == "cuda"
-                                                        else None)
-        if d.main:
-            frozen = sorted(set(task.param_groups()) - set(stage.lr_multipliers))
-            log.info("stage %s: %d steps, terms %s, layers %s, lr x %s, frozen %s", stage.name, stage.steps,
-                     stage.terms, stage.layers, stage.lr_multipliers, frozen)
-        warmup = int(stage.steps * stage.warmup_fraction)
-        first = start_step if si == start_stage else 0
-        bar = tqdm(total=stage.steps, initial=first, desc=stage.name, disable=not (cfg.progress and d.main),
-                   dynamic_ncols=True)
-        module.train()
-        t_last, samples_since = time.perf_counter(), 0
-        for stage_step in range(first, stage.steps):
-            # -- lr for this step
-            set_lr(optimizer, cfg.lr, warmup_decay(stage_step, warmup, stage.steps, cfg.decay_power))
-            # -- one global batch: micro-batches, counts over all ranks
-            micro = [{k: v.to(d.device) for k, v in next(batches).items()} for _ in range(cfg.grad_accum)]
-            counts = {k: v.to(d.device) for k, v in batch_counts(micro, d).items()}
-            step_terms: dict[str, Tensor] = {}
-            step_loss = torch.zeros((), dtype=torch.float64, device=d.device)
-            for k, batch in enumerate(micro):
-                sync = contextlib.nullcontext() if (d.world == 1 or k == len(micro) - 1) else model.no_sync()
-                with sync:
-                    with autocast:
-                        terms = model(batch, stage, counts)
-                    _check_finite(terms, global_step + 1, last_ckpt)
-                    loss = weighted_total(terms, stage.terms)
-                    step_loss += loss.detach().double()
-                    loss = loss * d.world  # DDP averages gradients over ranks
-                    (scaler.scale(loss) if scaler else loss).backward()
-                for name, v in terms.items():
-                    step_terms[name] = step_terms.get(name, 0.0) + v.detach().float()
-            period += torch.stack([step_loss.cpu() * counts["sequences"].cpu().double(),
-                                   counts["sequences"].cpu().double()])
-            # -- clip and step
-            if scaler:
-                scaler.unscale_(optimizer)
-            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm) if cfg.max_grad_norm > 0
-                         else torch.zeros(()))
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            samples_since += cfg.batch_size
-            # -- log
-            done = stage_step + 1 == stage.steps
-            if global_step % cfg.log_every == 0 or done or stage_step == first:
-                names = sorted(step_terms)
-                vals = _all_reduce(torch.stack([step_terms[n] for n in names]).float(), d).tolist()
-                last_terms = dict(zip(names, vals, strict=True))
-                total = sum(stage.terms.get(n.split("/")[0], 0.0) * v for n, v in last_terms.items())
-                now = time.perf_counter()
-                rate = samples_since / max(now - t_last, 1e-9)
-                t_last, samples_since = now, 0
-                if d.main:
-                    lrs = {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}
-                    logger.log(global_step, stage=stage.name, loss=total, **{f"loss/{n}": v for n, v in last_terms.items()},
-                               grad_norm=float(grad_norm), samples_per_s=rate, memory_mb=_memory_mb(d.device), **lrs)
-                    bar.set_postfix(loss=f"{total:.4g}", samples_s=f"{rate:.1f}")
-            bar.update(1)
-            evaluated = bool(cfg.eval_every and (global_step % cfg.eval_every == 0 or done))
-            if evaluated:
-                _evaluate(task, logger, global_step, d, period)
-                module.train()  # evaluation may have switched it to eval mode
-            # -- checkpoint
-            if not done and ((cfg.save_every and global_step % cfg.save_every == 0)
-                             or (evaluated and cfg.save_on_eval)):
-                last_ckpt = checkpoint(si, stage_step + 1, optimizer)
-        bar.close()
-        # -- stage end: checkpoint (next stage, step 0) and a from_pretrained-loadable export
-        last_ckpt = checkpoint(si + 1, 0, None)
-        if d.main:
+    # The last clean boundary, what Ctrl-C saves (one process only): stage and step, the optimizer to save
+    # (None: none yet in this stage), the state parts from before the step or evaluation under way (None: the
+    # live ones), whether an evaluation is pending. ``saved`` is the boundary the newest saved state holds.
+    at: tuple[int, int] = (start_stage, start_step)
+    at_optimizer: torch.optim.Optimizer | None = None
+    at_parts: dict[str, Any] | None = None
+    saved: tuple[int, int] | None = at if last_ckpt is not None and not eval_pending else None
+    eval_now = eval_pending
+    guard = d.world == 1
+
+    def evaluate() -> None:
+        """The task's evaluation at the current step; an interrupt meanwhile saves the state from before it."""
+        nonlocal at_parts, eval_now
+        eval_now = True
+        at_parts = live_state() if guard else None
+        _evaluate(task, logger, global_step, d, period)
+        module.train()  # evaluation may have switched it to eval mode
+        at_parts, eval_now = None, False
+
+    try:
+        for si in range(start_stage, len(stages)):
+            stage = stages[si]
+            # -- stage setup: trainable groups, a fresh optimizer (its own warm-up), a fresh DDP wrapper
+            groups = build_param_groups(task.param_groups(), stage.lr_multipliers, cfg.lr, cfg.weight_decay)
+            optimizer = make_optimizer(cfg.optimizer, groups, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
+            if si == start_stage and opt_state is not None:
+                optimizer.load_state_dict(opt_state)
+                at_optimizer = optimizer
+            trainable = [p for g in groups for p in g["params"]]
+            model: nn.Module = module
+            if d.world > 1:
+                model = nn.parallel.DistributedDataParallel(module, device_ids=[d.local_rank]
+                                                            if d.device.type == "cuda" else None)
+            if d.main:
+                frozen = sorted(set(task.param_groups()) - set(stage.lr_multipliers))
+                log.info("stage %s: %d steps, terms %s, layers %s, lr x %s, frozen %s", stage.name, stage.steps,
+                         stage.terms, stage.layers, stage.lr_multipliers, frozen)
+            first = start_step if si == start_stage else 0
+            if eval_pending and si == start_stage:  # interrupted during this evaluation: run it again
+                eval_pending = False
+                evaluate()
+                if first < stage.steps and cfg.save_on_eval:
+                    last_ckpt, saved = checkpoint(si, first, optimizer), (si, first)
+            bar = Progress(total=stage.steps, initial=first, desc=stage.name, disable=not (cfg.progress and d.main),
+                           dynamic_ncols=True)
+            module.train()
+            t_last, samples_since = time.perf_counter(), 0
+            for stage_step in range(first, stage.steps):
+                # -- the boundary before this step: nothing below changes weights or optimizer until the update
+                at, at_parts = (si, stage_step), (live_state() if guard else None)
+                # -- lr for this step
+                set_lr(optimizer, cfg.lr, warmup_decay(stage_step, stage.warmup, stage.steps, cfg.decay_power))
+                # -- one global batch: micro-batches, counts over all ranks
+                micro = [{k: v.to(d.device) for k, v in next(batches).items()} for _ in range(cfg.grad_accum)]
+                counts = {k: v.to(d.device) for k, v in batch_counts(micro, d).items()}
+                step_terms: dict[str, Tensor] = {}
+                step_loss = torch.zeros((), dtype=torch.float64, device=d.device)
+                for k, batch in enumerate(micro):
+                    sync = contextlib.nullcontext() if (d.world == 1 or k == len(micro) - 1) else model.no_sync()
+                    with sync:
+                        with autocast:
+                            terms = model(batch, stage, counts)
+                        _check_finite(terms, global_step + 1, last_ckpt)
+                        loss = weighted_total(terms, stage.terms)
+                        step_loss += loss.detach().double()
+                        (loss * d.world).backward()  # DDP averages gradients over ranks
+                    for name, v in terms.items():
+                        step_terms[name] = step_terms.get(name, 0.0) + v.detach().float()
+                # -- clip and step: the update and its bookkeeping are never cut by a signal
+                with _signals_held():
+                    grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm) if cfg.max_grad_norm > 0
+                                 else torch.zeros(()))
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    period += torch.stack([step_loss.cpu() * counts["sequences"].cpu().double(),
+                                           counts["sequences"].cpu().double()])
+                    global_step += 1
+                    at, at_optimizer, at_parts = (si, stage_step + 1), optimizer, None
+                samples_since += cfg.batch_size
+                # -- log
+                done = stage_step + 1 == stage.steps
+                if global_step % cfg.log_every == 0 or done or stage_step == first:
+                    names = sorted(step_terms)
+                    vals = _all_reduce(torch.stack([step_terms[n] for n in names]).float(), d).tolist()
+                    last_terms = dict(zip(names, vals, strict=True))
+                    total = sum(stage.terms.get(n.split("/")[0], 0.0) * v for n, v in last_terms.items())
+                    now = time.perf_counter()
+                    rate = samples_since / max(now - t_last, 1e-9)
+                    t_last, samples_since = now, 0
+                    if d.main:
+                        lrs = {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}
+                        logger.log(global_step, stage=stage.name, loss=total,
+                                   **{f"loss/{n}": v for n, v in last_terms.items()}, grad_norm=float(grad_norm),
+                                   samples_per_s=rate, memory_mb=_memory_mb(d.device), **lrs)
+                        bar.set_postfix(loss=f"{total:.4g}", samples_s=f"{rate:.1f}")
+                bar.update(1)
+                evaluated = bool(cfg.eval_every and (global_step % cfg.eval_every == 0 or done))
+                if evaluated:
+                    evaluate()
+                # -- save the training state
+                if not done and ((cfg.save_every and global_step % cfg.save_every == 0)
+                                 or (evaluated and cfg.save_on_eval)):
+                    last_ckpt, saved = checkpoint(si, stage_step + 1, optimizer), at
+            bar.close()
+            # -- stage end: the stage's result (rank 0), then the training state (next stage, step 0), so that
+            #    a run stopped before that state is saved exports again on resume
             stage_dir = out / "stages" / stage.name
-            task.export(stage, stage_dir)
-            if stage_dir.exists():  # a task may keep its result elsewhere (fine-tuning: the best epoch)
-                exports[stage.name] = str(stage_dir)
-            log.info("stage %s done at global step %d%s", stage.name, global_step,
-                     f" -> {stage_dir}" if stage_dir.exists() else "")
-        if d.world > 1:
-            dist.barrier()
-    if logger:
-        logger.close()
+            export = getattr(task, "export", None)
+            if d.main and export is not None:
+                export(stage, stage_dir)
+            last_ckpt = checkpoint(si + 1, 0, None)
+            at, at_optimizer, at_parts = (si + 1, 0), None, None
+            saved = at
+            if d.main:
+                if stage_dir.exists():  # a task may keep its result elsewhere (fine-tuning: the best epoch)
+                    exports[stage.name] = str(stage_dir)
+                log.info("stage %s done at global step %d%s", stage.name, global_step,
+                         f" -> {stage_dir}" if stage_dir.exists() else "")
+    except KeyboardInterrupt:
+        if not guard:
+            log.warning("interrupted: under DDP only the periodic and stage-end training states are kept")
+        elif at != saved or eval_now:
+            path = checkpoint(*at, at_optimizer, at_parts, evaluate_pending=eval_now)
+            log.info("interrupted: saved the training state at global step %d to %s", global_step, path)
+        raise
+    finally:
+        if logger:
+            logger.close()
     return {"global_step": global_step, "exports": exports, "last_terms": last_terms, "out_dir": str(out)}

@@ -1,0 +1,261 @@
+"""The checks a config dataclass cannot make, run before any work: input paths are what their fields say
+(``option(path=...)``), outputs follow the one rule for existing paths, and each command's files, folders and
+checkpoints agree with its settings. Every failure is one line naming the setting as the user spelled it.
+Types, ranges and choices were checked when the config was loaded (:mod:`mobilebert.options`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from ..validate import (
+    UsageError,
+    checkpoint_dir,
+    existing_dir,
+    existing_file,
+    fresh_output,
+    missing_packages,
+    model_config,
+    text_file,
+)
+
+
+def existing_path(path: str, name: str) -> Path:
+    if not Path(path).exists():
+        raise UsageError(f"{name} {path}: no such file or folder")
+    return Path(path)
+
+
+PATH_CHECKS: dict[str, Callable[[str, str], Any]] = {
+    "file": existing_file, "text": text_file, "dir": existing_dir, "exists": existing_path, "model": model_config,
+    "checkpoint": checkpoint_dir,
+}
+
+
+def _walk(cfg: Any, prefix: str = ""):
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            yield from _walk(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, f.metadata, value
+
+
+def check_inputs(command: str, cfg: Any, names: Mapping[str, str], resume: bool = False,
+                 overwrite: bool = False) -> None:
+    """Every path field, every output, then the command's own relations (``COMMAND_CHECKS``)."""
+    def n(key: str) -> str:
+        return names.get(key, key)
+
+    for key, meta, value in _walk(cfg):
+        if value and meta.get("path"):
+            for v in value if isinstance(value, list) else [value]:
+                PATH_CHECKS[meta["path"]](v, n(key))
+    extra = COMMAND_CHECKS.get(command)
+    if extra is not None:
+        extra(cfg, n)
+    for key, meta, value in _walk(cfg):
+        if value and meta.get("output"):
+            fresh_output(value, n(key), overwrite=overwrite, resume=resume, resumable=meta["output"] == "run")
+
+
+def seq_fits(flag: str, seq: int | None, model_dir: str | None) -> None:
+    """A sequence length within the model's position table."""
+    if seq is None or model_dir is None:
+        return
+    cfg = model_config(model_dir, "model")
+    if seq > cfg.max_position_embeddings:
+        raise UsageError(f"{flag} {seq} exceeds the model's max_position_embeddings {cfg.max_position_embeddings} "
+                         f"({model_dir})")
+
+
+def _export(cfg: Any, n: Callable[[str], str]) -> None:
+    if cfg.format != "onnx":
+        seq_fits(n("seq_len"), cfg.seq_len, cfg.model_dir)
+    missing, install = missing_packages(cfg.format)
+    if missing:
+        raise UsageError(f"--format {cfg.format} needs `pip install {install}` ({', '.join(missing)} missing)")
+    if cfg.format == "mediapipe":
+        _mediapipe_checkpoint(cfg, n)
+
+
+def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
+    """What MediaPipe's text tasks can run: a sequence classifier (TextClassifier) or an encoder (TextEmbedder),
+    with its vocab; --labels one name per class."""
+    from ..checkpoint import inspect
+
+    info, where = inspect(cfg.model_dir), f"{n('model_dir')} {cfg.model_dir}"
+    if info.head not in ("classifier", "encoder"):
+        raise UsageError(f"{where}: {info.architecture} is neither a sequence classifier nor an encoder "
+                         "(MobileBertModel); MediaPipe's text tasks run only those")
+    if info.head == "classifier" and info.num_labels < 2:
+        raise UsageError(f"{where}: a regression head ({info.num_labels} output) is not a classifier; "
+                         "TextClassifier needs at least 2 classes")
+    if not info.vocab_files:
+        raise UsageError(f"{where}: no vocab.txt or tokenizer.json; the MediaPipe file carries the checkpoint's vocab")
+    if cfg.labels:
+        if info.head != "classifier":
+            raise UsageError(f"--labels: {cfg.model_dir} is an encoder (TextEmbedder); only classifiers have labels")
+        labels = cfg.labels.split(",")
+        if len(labels) != info.num_labels or not all(x.strip() for x in labels):
+            raise UsageError(f"--labels {cfg.labels}: got {len(labels)} label names for {info.num_labels} classes "
+                             "(comma-separated, none empty)")
+
+
+def _bench(cfg: Any, n: Callable[[str], str]) -> None:
+    for s in cfg.seqs:
+        seq_fits(n("seqs"), s, cfg.model_dir)
+
+
+def _prepare(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data.shards import expand_inputs
+
+    if cfg.inputs:
+        expand_inputs(cfg.inputs)
+
+
+def _sts(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data.sts import read_sts
+
+    try:
+        read_sts(cfg.data, cfg.split)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(f"{n('data')} {cfg.data}: {e}") from None
+
+
+def _teacher(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..recipes.pretrain_teacher import check_teacher_inputs
+
+    check_teacher_inputs(cfg)
+
+
+def _distill(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..recipes.distill import check_distill_inputs
+
+    check_distill_inputs(cfg)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+def _task(name: str, n: Callable[[str], str]) -> str:
+    from ..data import glue
+    from ..data.finetuning import task_name
+
+    try:
+        return task_name(name)
+    except ValueError:
+        raise UsageError(f"{n('task')}: unknown GLUE task {name!r}; choose from {', '.join(glue.TASKS)}, squad, "
+                         "squad2") from None
+
+
+def _glue_examples(task: Any, data: str, split: str, n: Callable[[str], str]) -> None:
+    """The split's TSV exists, has the task's columns and at least one labelled example."""
+    from ..data import glue
+    from ..validate import looks_like_text
+
+    try:
+        path = glue.resolve_path(task, data, split)
+    except FileNotFoundError:
+        raise UsageError(f"{n('data')} {data}: no {task.name} {split} file (expected the GLUE layout, e.g. "
+                         f"{task.files[split]})") from None
+    if not looks_like_text(path):
+        raise UsageError(f"{path}: not a text TSV file")
+    if not glue.read_glue(task, path, split, limit=1):
+        raise UsageError(f"{path}: no {split} examples (only a header?)")
+
+
+def _squad_files(data: str, task: str, splits: tuple[str, ...], n: Callable[[str], str]) -> None:
+    from ..data import squad
+    from ..data.finetuning import SQUAD_TASKS
+
+    for split, name in zip(("train", "dev"), SQUAD_TASKS[task], strict=True):
+        if split not in splits:
+            continue
+        path = Path(data) if Path(data).is_file() else Path(data) / name
+        if not path.is_file():
+            raise UsageError(f"{n('data')} {data}: no {name}")
+        if not squad.read_squad(path)[:1]:
+            raise UsageError(f"{path}: no questions")
+
+
+def _task_data(task: str, data: str, splits: tuple[str, ...] | None, n: Callable[[str], str]) -> None:
+    """The files a task reads from ``data``: SQuAD's JSON, or GLUE's TSV splits (None: train + first dev)."""
+    from ..data import glue
+
+    if task.startswith("squad"):
+        _squad_files(data, task, splits or ("train", "dev"), n)
+        return
+    t = glue.get_task(task)
+    for split in splits or ("train", t.dev_splits[0]):
+        _glue_examples(t, data, split, n)
+
+
+def _finetune(cfg: Any, n: Callable[[str], str]) -> None:
+    task = _task(cfg.task, n)
+    seq_fits(n("max_seq_length"), cfg.max_seq_length, cfg.model)
+    if cfg.source != "datasets":
+        _task_data(task, cfg.data, None, n)
+
+
+def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
+    """The task a fine-tuned model is for; refuses a head that was never trained for it."""
+    from ..checkpoint import inspect
+
+    info = inspect(cfg.model)
+    if info.task is not None:
+        if cfg.task is not None and _task(cfg.task, n) != info.task:
+            raise UsageError(f"{n('task')} {cfg.task}: {cfg.model} was fine-tuned for {info.task}")
+        return info.task
+    if cfg.task is None:
+        raise UsageError(f"{n('model')} {cfg.model}: no finetune.json (not written by `mobilebert finetune`); say "
+                         f"which task it is for with {n('task')}")
+    task = _task(cfg.task, n)
+    head = "qa" if task.startswith("squad") else "classifier"
+    if info.head != head and not cfg.allow_untrained_head:
+        raise UsageError(f"{n('model')} {cfg.model}: has no trained {task} head, so its outputs would come from "
+                         "random weights; fine-tune it first (mobilebert finetune), or add --allow-untrained-head "
+                         "to run it anyway")
+    return task
+
+
+def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data import glue
+
+    task = _finetuned(cfg, n)
+    if task.startswith("squad"):
+        _squad_files(cfg.data, task, ("dev",), n)
+        return
+    t = glue.get_task(task)
+    for split in cfg.split or t.dev_splits:
+        if split not in t.files:
+            raise UsageError(f"{n('split')} {split}: {t.name} has splits {', '.join(t.files)}")
+        if split in t.test_splits:
+            if not cfg.out:
+                raise UsageError(f"{n('split')} {split} is unlabelled: give {n('out')} for the GLUE-server files")
+            continue
+        _glue_examples(t, cfg.data, split, n)
+
+
+def _predict(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data import glue
+
+    task = _finetuned(cfg, n)
+    if task.startswith("squad"):
+        if cfg.texts or cfg.pair:
+            raise UsageError(f"{n('model')} {cfg.model} answers questions ({task}): give --question and --context")
+        return
+    pairs = len(glue.get_task(task).text) == 2
+    if cfg.question:
+        raise UsageError(f"--question: {cfg.model} is a {task} classifier, not a question-answering model")
+    if cfg.pair and not pairs:
+        raise UsageError(f"--pair: {task} takes single sentences; give them as arguments")
+    if cfg.texts and pairs:
+        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
+
+
+COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {
+    "export": _export, "bench": _bench, "prepare-pretraining": _prepare, "sts": _sts,
+    "pretrain-teacher": _teacher, "distill": _distill, "finetune": _finetune, "evaluate": _evaluate,
+    "predict": _predict,
+}

@@ -1,0 +1,139 @@
+"""Token classification: words and their tags -> word pieces with labels, and predictions -> entities in text.
+
+Training: each word's tag goes on its first word piece; the other pieces, ``[CLS]``, ``[SEP]`` and padding get
+-100, which the loss ignores (transformers' ``run_ner`` default). Scoring reads the prediction of each word's
+first piece back onto the word (``word_predictions``), so metrics are per word, never per piece; words cut off
+by the sequence length count as ``O`` predictions (their entities are missed, not dropped from the score).
+
+Raw text (``predict``): the text is split into words as CoNLL-2003 tokenises (``split_words``), each word keeps
+its character span, and the entities found in the word tags (seqeval's chunking, ``metrics.entity_spans``) come
+back as ``{"type", "start", "end", "text"}`` with ``text == original[start:end]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..tokenizer import MobileBertTokenizer
+from .metrics import entity_spans
+
+IGNORE = -100  # label of positions the loss skips (F.cross_entropy's ignore_index)
+
+
+@dataclass
+class TaggedEncoding:
+    """Unpadded model inputs for sentences of words; ``labels`` is None when no tags were given."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    word_ids: list[list[int | None]]  # per piece: index of its word, None for [CLS]/[SEP]
+    labels: list[list[int]] | None = None
+    truncated: int = 0  # sentences whose last word(s) did not fit in max_length
+    unpieced: int = 0  # words the tokenizer turned into no piece at all (e.g. only control characters)
+    n_words: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_tagged(tokenizer: MobileBertTokenizer, words: Sequence[Sequence[str]],
+                  tags: Sequence[Sequence[int]] | None = None, max_length: int = 128) -> TaggedEncoding:
+    """``[CLS] pieces [SEP]`` per sentence, at most ``max_length`` ids; with ``tags`` (ids, one per word), labels
+    with each word's tag on its first piece and -100 elsewhere."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
+    if tags is not None and len(tags) != len(words):
+        raise ValueError(f"{len(words)} sentences but {len(tags)} tag lists")
+    # encode_batch, not encode_batch_fast: the fast path computes no offsets, hence no word ids.
+    encodings = tokenizer.backend.encode_batch([list(w) for w in words], is_pretokenized=True,
+                                               add_special_tokens=False)
+    out = TaggedEncoding([], [], [], [] if tags is not None else None)
+    room = max_length - 2
+    for i, enc in enumerate(encodings):
+        n = len(words[i])
+        ids, wids = enc.ids[:room], enc.word_ids[:room]
+        out.truncated += len(enc.ids) > room
+        out.unpieced += n - len(set(enc.word_ids))
+        out.input_ids.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
+        out.token_type_ids.append([0] * (len(ids) + 2))
+        out.word_ids.append([None, *wids, None])
+        out.n_words.append(n)
+        if tags is not None:
+            if len(tags[i]) != n:
+                raise ValueError(f"sentence {i}: {n} words but {len(tags[i])} tags")
+            out.labels.append(first_piece_labels(out.word_ids[-1], tags[i]))
+    return out
+
+
+def first_piece_labels(word_ids: Sequence[int | None], tags: Sequence[int]) -> list[int]:
+    """Per piece: the word's tag on its first piece, -100 on the rest and on special tokens."""
+    labels, prev = [], None
+    for w in word_ids:
+        labels.append(IGNORE if w is None or w == prev else tags[w])
+        prev = w
+    return labels
+
+
+def word_predictions(piece_predictions: Sequence[int], word_ids: Sequence[int | None], n_words: int,
+                     fill: int) -> list[int]:
+    """Per word: the prediction at its first piece; ``fill`` (the id of ``O``) for words with no piece in the
+    sequence (cut off by max_length, or no piece at all)."""
+    out = [fill] * n_words
+    seen: set[int] = set()
+    for p, w in zip(piece_predictions, word_ids, strict=False):
+        if w is not None and w not in seen:
+            out[w] = int(p)
+            seen.add(w)
+    return out
+
+
+# Leading / trailing punctuation split off a whitespace token, as CoNLL-2003 tokenises ("Paris," -> "Paris" ",").
+_WORD = re.compile(r"\S+")
+_LEAD = "\"'([{«“‘"
+_TRAIL = ",;:!?\"')]}»”’"
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of ``text``: whitespace tokens with leading quotes/brackets and trailing
+    punctuation split off as words of their own; a final ``.`` too, unless the word is an abbreviation with
+    another ``.`` in it (``U.S.``) or a single letter (``J.``)."""
+    spans: list[tuple[int, int]] = []
+    for m in _WORD.finditer(text):
+        s, e = m.span()
+        head: list[tuple[int, int]] = []
+        while s < e - 1 and text[s] in _LEAD:
+            head.append((s, s + 1))
+            s += 1
+        tail: list[tuple[int, int]] = []
+        while e - 1 > s and (text[e - 1] in _TRAIL
+                             or (text[e - 1] == "." and "." not in text[s:e - 1] and e - 1 - s > 1)):
+            tail.append((e - 1, e))
+            e -= 1
+        spans += [*head, (s, e), *reversed(tail)]
+    return spans
+
+
+def encode_text(tokenizer: MobileBertTokenizer, texts: Sequence[str], max_length: int = 128
+                ) -> tuple[TaggedEncoding, list[list[tuple[int, int]]]]:
+    """Raw texts -> (model inputs, each text's word spans) for ``predict``; empty texts give ``[CLS] [SEP]``."""
+    spans = [split_words(t) for t in texts]
+    words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
+    return encode_tagged(tokenizer, words, None, max_length), spans
+
+
+def entities(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[str],
+             scores: Sequence[float] | None = None) -> list[dict]:
+    """Entities of one text from its word spans and word tags (seqeval's chunking), with character offsets
+    into ``text``; ``scores`` (per word) adds each entity's mean score."""
+    if len(spans) != len(tags):
+        raise ValueError(f"{len(spans)} words but {len(tags)} tags")
+    out = []
+    for kind, first, last in entity_spans(list(tags)):
+        start, end = spans[first][0], spans[last][1]
+        item = {"type": kind, "start": start, "end": end, "text": text[start:end]}
+        if scores is not None:
+            item["score"] = float(sum(scores[first:last + 1]) / (last + 1 - first))
+        out.append(item)
+    return out
