@@ -49,10 +49,9 @@ def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
 
 def test_demo_student_matches_the_shipped_recipe():
     from mobilebert.demo.minilm import STUDENT
-    from mobilebert.options import load as load_config
-    from mobilebert.recipes.distill import DistillConfig
+    from mobilebert.options import read_yaml
 
-    assert load_config(DistillConfig, REPO / "configs" / "distill_minilm.yaml").student == STUDENT
+    assert read_yaml(REPO / "configs" / "distill_minilm.yaml")["student"] == STUDENT  # (the YAML names no teacher)
 
 
 def test_report_numbers_come_from_the_metrics_files(demo_dir):
