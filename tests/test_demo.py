@@ -86,7 +86,7 @@ def test_the_paper_recipe_stays_available(tmp_path):
 
 # ----------------------------------------------------------------------------- the documented commands
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "recipes.md"]
+DOCS = [REPO / "README.md", *(REPO / "docs" / f"guide-{g}.md" for g in ("finetune", "distill", "deploy"))]
 PLACEHOLDERS = ("path/to", "$", "../shared", "corpus/", "glue_data", "squad/", "runs/teacher_ib_bert_large",
                 "runs/distill_mobilebert", "runs/mrpc")
 
