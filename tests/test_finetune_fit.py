@@ -17,10 +17,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "tests") not in sys.path:  # when run as a worker script
-    sys.path.insert(0, str(REPO / "tests"))
-
-from test_finetune import tiny_ckpt  # noqa: E402, F401  (the tiny word-level checkpoint)
 
 from mobilebert.data.finetuning import Encoded, FinetuneLoader, epoch_order, steps_per_epoch  # noqa: E402
 from mobilebert.data.glue import SAMPLE_DIR  # noqa: E402
