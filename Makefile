@@ -1,20 +1,22 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test` (what CI runs).
 # Each creates .venv when missing, installs torch==2.13.0 when no torch is present
 # (set TORCH_SPEC to use another build, e.g. a CUDA wheel), installs the package, then runs.
+# `make test-fast` is the inner loop: the tests not marked slow or mobile (markers: pyproject.toml).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.mobilebert-installed
 # The phone/app stack (litert-torch, MediaPipe, ExecuTorch) has its own venv: mediapipe and executorch pin
-# packages the main venv should not carry. `make test` builds it and runs the mobile tests there (MOBILE=0: skip).
+# packages the main venv should not carry. `make test` builds it and runs the files holding the tests marked
+# `mobile` there, whole: their other tests check the missing-package messages in the main venv (MOBILE=0: skip).
 MOBILE ?= 1
 MOBILE_VENV ?= .venv-mobile
 MPY := $(MOBILE_VENV)/bin/python
 MOBILE_STAMP := $(MOBILE_VENV)/.mobilebert-installed
 MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py tests/test_bench_mobile.py
 
-.PHONY: demo test lint bench clean mobile-venv
+.PHONY: demo test test-fast lint bench clean mobile-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,10 @@ test: $(STAMP) $(if $(filter 1,$(MOBILE)),$(MOBILE_STAMP))
 ifeq ($(MOBILE),1)
 	$(MPY) -m pytest $(MOBILE_TESTS)
 endif
+
+test-fast: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -m "not slow and not mobile" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -3,7 +3,7 @@
 ``--kd-attention``, arm ``mid``), and without a teacher (``plain``). Same student, data subset, hyper-parameters
 and seeds; dev accuracy per seed, mean +- std, and the gains.
 
-    # the teacher: all-MiniLM-L6-v2 fine-tuned with MiniLM's protocol (89.45% in docs/results.md)
+    # the teacher: all-MiniLM-L6-v2 fine-tuned with MiniLM's protocol (89.45% in docs/benchmarks.md)
     mobilebert finetune --task sst2 --data ../shared/data/glue --model <MiniLM dir> --out runs/sst2_minilm_teacher \\
         --epochs 1 --max-seq-length 64 --lr 1e-4 --max-train-examples 40000 --seeds 1
     .venv/bin/python benchmarks/task_distill.py --teacher runs/sst2_minilm_teacher/seed-1/best --seeds 1,2,3 \

@@ -22,9 +22,13 @@ from mobilebert.modeling import MobileBertForSequenceClassification, MobileBertM
 
 SEQ = 16
 HAVE_PHONE = all(phone_unavailable(b) is None for b in PHONE_BACKENDS)
-needs_phone = pytest.mark.skipif(not HAVE_PHONE, reason="needs `pip install litert-torch executorch` "
-                                 "(make mobile-venv)")
 HAVE_MEDIAPIPE = phone_unavailable("litert-fp32") is None and importlib.util.find_spec("mediapipe") is not None
+
+
+def needs_phone(test):
+    """A test of the phone stack: marked `mobile` (run in .venv-mobile), skipped where it is not installed."""
+    return pytest.mark.mobile(pytest.mark.skipif(not HAVE_PHONE, reason="needs `pip install litert-torch "
+                                                 "executorch` (make mobile-venv)")(test))
 
 
 def _encoder() -> MobileBertModel:
@@ -84,6 +88,7 @@ def test_bench_skips_phone_backends_with_the_install_line(tmp_path, capsys):
     assert "litert-torch" in printed or "executorch" in printed
 
 
+@pytest.mark.mobile
 @pytest.mark.skipif(not HAVE_MEDIAPIPE, reason="needs `pip install litert-torch mediapipe` (make mobile-venv)")
 def test_text_classifier_rows_against_our_pipeline(tmp_path):
     """Raw text -> label: both MediaPipe files and our pipeline are timed on the same strings, the baseline's

@@ -309,6 +309,7 @@ def test_help_has_a_line_for_every_option_and_shows_defaults():
     assert "(default: 5e-5)" in subparsers["finetune"].format_help()
 
 
+@pytest.mark.slow  # subprocesses: data, a training run stopped by SIGTERM
 def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
     """SIGTERM (or Ctrl-C) mid-training: exit 130, no traceback, one line naming the checkpoint and the exact
     command that continues; that command then resumes from it."""

@@ -22,6 +22,7 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # demo_dir: a fast demo run
 def test_every_stage_checkpoint_loads(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
     assert results["recipe"] == "minilm"
@@ -37,6 +38,7 @@ def test_every_stage_checkpoint_loads(demo_dir):
     assert (Path(results["checkpoints"]["student-onnx"]) / "model.int8.onnx").is_file()
 
 
+@pytest.mark.slow  # demo_dir: a fast demo run
 def test_student_is_a_mobilebert_taught_by_the_real_teacher(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
     student = MobileBertModel.from_pretrained(results["checkpoints"]["student"]).config
@@ -54,6 +56,7 @@ def test_demo_student_matches_the_shipped_recipe():
     assert read_yaml(REPO / "configs" / "distill_minilm.yaml")["student"] == STUDENT  # (the YAML names no teacher)
 
 
+@pytest.mark.slow  # demo_dir: a fast demo run
 def test_report_numbers_come_from_the_metrics_files(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
     report = (demo_dir / "report.md").read_text()
@@ -78,6 +81,7 @@ def test_report_numbers_come_from_the_metrics_files(demo_dir):
     assert not any(r["reliable"] for r in results["latency"]) and "faster than the teacher" not in report
 
 
+@pytest.mark.slow  # a fast demo run of its own
 def test_the_paper_recipe_stays_available(tmp_path):
     assert main(["demo", "--fast", "--recipe", "ib-bert", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -91,7 +95,7 @@ def test_the_paper_recipe_stays_available(tmp_path):
 
 # ----------------------------------------------------------------------------- the documented commands
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "recipes.md"]
+DOCS = [REPO / "README.md", *(REPO / "docs" / f"guide-{g}.md" for g in ("finetune", "distill", "deploy"))]
 PLACEHOLDERS = ("path/to", "$", "../shared", "corpus/", "glue_data", "squad/", "runs/teacher_ib_bert_large",
                 "runs/distill_mobilebert", "runs/mrpc")
 
@@ -136,6 +140,7 @@ def test_every_documented_command_parses():
                 assert (REPO / word).is_file(), f"{doc}: {word} does not exist"
 
 
+@pytest.mark.slow  # demo_dir: a fast demo run
 def test_readme_commands_run_as_written(demo_dir, tmp_path, monkeypatch):
     """The quick README commands and Python snippets, in order, from a folder laid out like the repository
     after `make demo` (demo_out is the fast demo's output)."""

@@ -124,6 +124,7 @@ def test_head_terms_from_a_headless_teacher_are_refused_before_training(minilm_s
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow  # a real MiniLM slice teaches for 40 steps
 def test_minilm_teaches_a_tiny_student_end_to_end(minilm_slice, sample_shards, tmp_path):
     torch.set_num_threads(2)
     out = tmp_path / "run"

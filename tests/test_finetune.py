@@ -7,30 +7,12 @@ import json
 import random
 
 import pytest
-from conftest import tiny_config
-from tokenizers import pre_tokenizers
 
-from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
 from mobilebert.recipes.finetune import evaluate, finetune, load_finetuned, predict
 from mobilebert.tokenizer import MobileBertTokenizer
 from mobilebert.train.metrics import read_metrics
-
-TINY = dict(hidden_size=64, embedding_size=32, intra_bottleneck_size=32, intermediate_size=64,
-            num_attention_heads=2, num_feedforward_networks=1, max_position_embeddings=128)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A randomly initialised 2-layer MobileBERT with a word-level vocab of the SST-2 sample (fast)."""
-    path = tmp_path_factory.mktemp("tiny")
-    words = {w.lower() for e in read_glue("sst2", SAMPLE_DIR, "train", limit=300) + read_glue(
-        "sst2", SAMPLE_DIR, "dev", limit=100) for w, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(e.text_a)}
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    MobileBertForPreTraining(tiny_config(vocab_size=len(vocab), **TINY)).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "tests") not in sys.path:  # when run as a worker script
-    sys.path.insert(0, str(REPO / "tests"))
-
-from test_finetune import tiny_ckpt  # noqa: E402, F401  (the tiny word-level checkpoint)
 
 from mobilebert.data.finetuning import Encoded, FinetuneLoader, epoch_order, steps_per_epoch  # noqa: E402
 from mobilebert.data.glue import SAMPLE_DIR  # noqa: E402
@@ -101,6 +98,7 @@ def test_bf16_runs_and_a_finished_run_resumes_to_the_same_results(tiny_ckpt, tmp
     assert len(checkpoints(tmp_path / "seed-3" / "checkpoints")) == 1  # keep_last 1
 
 
+@pytest.mark.slow  # subprocesses: a run, a SIGKILLed run, its resume
 def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tiny_ckpt, tmp_path):  # noqa: F811
     """Dropout on, so the RNG state must come back too; killed in epoch 2 of 3 (6 steps each, saves every 4)."""
     args = [*SST2, "--model", str(tiny_ckpt), "--batch-size", "16", "--epochs", "3", "--max-train-examples", "96",
@@ -121,6 +119,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tiny_ckpt, tmp_path):  #
 
 
 # ----------------------------------------------------------------------------- two processes
+@pytest.mark.slow  # torchrun subprocesses
 def test_torchrun_two_gloo_processes_follow_one_process_sst2(tiny_ckpt, tmp_path):  # noqa: F811
     cfg = _config(tmp_path, log_every=1, dropout=0.0)
     args = [*SST2, "--model", str(tiny_ckpt), "--batch-size", "8", "--epochs", "1", "--max-train-examples", "160",
@@ -156,6 +155,7 @@ def _squad_shaped(path: Path) -> None:
         (path / name).write_text(json.dumps(data))
 
 
+@pytest.mark.slow  # torchrun subprocesses
 def test_torchrun_two_gloo_processes_follow_one_process_squad(tiny_ckpt, tmp_path):  # noqa: F811
     _squad_shaped(tmp_path)
     cfg = _config(tmp_path, log_every=1, dropout=0.0)

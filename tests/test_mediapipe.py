@@ -26,8 +26,12 @@ from mobilebert.tokenizer import MobileBertTokenizer
 
 INSTALL = "needs `pip install litert-torch mediapipe` (make mobile-venv)"
 HAVE = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "mediapipe"))
-needs_mediapipe = pytest.mark.skipif(not HAVE, reason=INSTALL)
 SEQ = 64  # SST-2 dev sentences are at most 55 tokens; longer test strings are truncated, as in an app
+
+
+def needs_mediapipe(test):
+    """A test of the phone stack: marked `mobile` (run in .venv-mobile), skipped where it is not installed."""
+    return pytest.mark.mobile(pytest.mark.skipif(not HAVE, reason=INSTALL)(test))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +104,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_classifier_fp32_matches_pytorch_on_sst2(exported, sst2):
     """Raw sentences: the same top label everywhere, probabilities within 1e-3 wherever MediaPipe's tokenizer
     sees what ours sees (a few SST-2 sentences have accents: cliché). With the app-side normalisation
-    (app_text, docs/mobile.md) it sees the same everywhere and the graph alone is compared."""
+    (app_text, docs/guide-deploy.md) it sees the same everywhere and the graph alone is compared."""
     from mobilebert.deploy.mediapipe import MediaPipeText, app_text
 
     checkpoint, path = exported["classifier", False]
@@ -202,7 +206,7 @@ def _varied_strings(sst2: list[str]) -> list[str]:
 
 
 def _why_different(text: str) -> str | None:
-    """The documented reason MediaPipe's tokenizer may split ``text`` differently (docs/mobile.md), or None."""
+    """The documented reason MediaPipe's tokenizer may split ``text`` differently (docs/guide-deploy.md), or None."""
     for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
         if token in text:
             return "special token in text"  # ours keeps it as one token (as BertTokenizerFast does)

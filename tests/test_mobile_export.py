@@ -1,7 +1,7 @@
 """Phone exports (ExecuTorch .pte and LiteRT .tflite): parity with eager, padding, int8, atomic output, errors.
 
 Each test skips unless its package (executorch / litert-torch) is installed: neither is a project dependency
-(docs/results.md has the separate venv).
+(docs/guide-deploy.md has the separate venv, .venv-mobile).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _inputs(config, pad: bool):
     return ids, mask, torch.zeros_like(ids)
 
 
+@pytest.mark.mobile
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cls", [MobileBertModel, MobileBertForSequenceClassification])
 def test_export_matches_eager(backend, cls, tmp_path):
@@ -66,6 +67,7 @@ def test_export_matches_eager(backend, cls, tmp_path):
             assert err <= 1e-4, (name, pad, float(err))
 
 
+@pytest.mark.mobile
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_int8_is_close_and_smaller(backend, tmp_path):
     export, _, suffix = _backend(backend)
@@ -75,6 +77,7 @@ def test_int8_is_close_and_smaller(backend, tmp_path):
     assert int8.stat().st_size < fp32.stat().st_size
 
 
+@pytest.mark.mobile
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_failed_parity_leaves_nothing(backend, tmp_path, monkeypatch):
     export, _, suffix = _backend(backend)
@@ -84,6 +87,7 @@ def test_failed_parity_leaves_nothing(backend, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.mobile
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_refuses_overwrite_and_bad_length(backend, tmp_path):
     export, _, suffix = _backend(backend)

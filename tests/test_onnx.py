@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_optimize import inputs, perturbed, rel_max, small_config
+from conftest import inputs, perturbed, rel_max, small_config
 
 from mobilebert.cli import main
 from mobilebert.deploy import onnx as onnx_mod

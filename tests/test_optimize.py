@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import inputs, perturbed, rel_max, small_config
 
 from mobilebert.deploy.optimize import FastMobileBert, optimize_for_inference
 from mobilebert.modeling import (
@@ -20,42 +20,6 @@ BF16_TOL = 3e-2  # ||fast - eager|| / ||eager|| (bf16 keeps 8 bits of mantissa)
 PRESETS = ["mobilebert", "mobilebert-tiny", "mobilebert-no-opt", "ib-bert-large", "bert-base"]
 HEADS = [MobileBertModel, MobileBertForSequenceClassification, MobileBertForQuestionAnswering,
          MobileBertForMaskedLM, MobileBertForPreTraining]
-SHRINK = {  # wide presets made small; architecture flags unchanged
-    "ib-bert-large": dict(hidden_size=128, embedding_size=32, intra_bottleneck_size=64, intermediate_size=128),
-    "bert-base": dict(hidden_size=96, embedding_size=96, intra_bottleneck_size=96, intermediate_size=192,
-                      num_attention_heads=4),
-}
-
-
-def small_config(preset: str, **kw):
-    return tiny_config(preset, **{**SHRINK.get(preset, {}), **kw})
-
-
-def perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial norm weights and biases so that folding them is actually exercised."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def inputs(config, B: int, T: int, pad: bool):
-    ids = torch.randint(1, config.vocab_size, (B, T))
-    mask = torch.ones_like(ids)
-    if pad:
-        for b in range(1, B):
-            mask[b, T - 2 * b - 1:] = 0
-        ids = ids * mask
-    return dict(input_ids=ids, attention_mask=mask if pad else None,
-                token_type_ids=torch.randint(0, 2, (B, T)) * mask)
-
-
-def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / a.abs().max())
-
-
 # Every head on the student; the encoder and one per-token head on the other presets (keeps the suite fast).
 CASES = [("mobilebert", h) for h in HEADS] + [(p, h) for p in PRESETS[1:] for h in (HEADS[0], HEADS[2])]
 

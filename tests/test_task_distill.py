@@ -9,9 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import TINY, tiny_config
 from safetensors.torch import load_file
-from test_finetune import TINY, tiny_ckpt  # noqa: F401  (the same tiny word-level checkpoint)
 
 from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main

@@ -518,6 +518,7 @@ def test_bf16_autocast_runs_and_exports(tmp_path):
 
 
 # ----------------------------------------------------------------------------- kill + resume, DDP
+@pytest.mark.slow  # subprocesses: a run, a SIGKILLed run, its resume
 def test_sigkill_mid_stage_then_resume_is_bitwise_equal(tmp_path):
     teacher = make_teacher_dir(tmp_path / "teacher")
     ref, cut = tmp_path / "ref", tmp_path / "cut"
@@ -541,6 +542,7 @@ def _losses(out: Path) -> list[float]:
     return [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
 
 
+@pytest.mark.slow  # torchrun subprocesses
 def test_torchrun_two_gloo_processes_follow_one_process(tmp_path):
     teacher = make_teacher_dir(tmp_path / "teacher")
     one, two = tmp_path / "one", tmp_path / "two"
