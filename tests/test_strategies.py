@@ -55,3 +55,12 @@ def test_bad_schedules():
 def test_custom_weights_override_defaults():
     (stage, _) = build_schedule("joint", 2, 10, 10, transfer_weights={"att": 0.0, "fmt": 3.0})
     assert stage.terms["fmt"] == 3.0 and stage.terms["att"] == 0.0 and stage.terms["mean"] == 2500.0
+
+
+def test_stage_warmup_is_a_count_or_a_fraction():
+    from mobilebert.train.schedule import Stage
+
+    assert Stage("s", 10, {"mlm": 1.0}, warmup_fraction=0.25).warmup == 2  # rounded down
+    assert Stage("s", 10, {"mlm": 1.0}, warmup_fraction=0.25, warmup_steps=3).warmup == 3  # the count wins
+    assert Stage("s", 10, {"mlm": 1.0}, warmup_steps=0).warmup == 0
+    assert [s.warmup for s in build_schedule("joint", 2, 40, 20, warmup_fraction=0.1)] == [4, 2]

@@ -22,17 +22,25 @@ import torch
 PREFIX = "step-"
 
 
-def rng_state() -> dict[str, Any]:
-    """Every generator a training step may draw from, in a form ``torch.load(weights_only=True)`` reads."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+def rng_snapshot() -> tuple[Any, ...]:
+    """The states of every generator a training step may draw from, as the generators give them: cheap enough to
+    take before every step (``rng_state`` turns one into what is saved)."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def rng_state(snapshot: tuple[Any, ...] | None = None) -> dict[str, Any]:
+    """The generators' states (now, or those of an ``rng_snapshot``) in a form ``torch.load(weights_only=True)``
+    reads."""
+    python, (kind, keys, pos, has_gauss, cached), cpu, cuda = snapshot or rng_snapshot()
     state: dict[str, Any] = {
-        "python": list(_to_lists(random.getstate())),
+        "python": list(_to_lists(python)),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
-        "torch": torch.get_rng_state(),
+        "torch": cpu,
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if cuda is not None:
+        state["cuda"] = cuda
     return state
 
 

@@ -37,7 +37,7 @@ from ..progress import Progress
 from .metrics import MetricsLogger
 from .optim import build_param_groups, make_optimizer, set_lr, warmup_decay
 from .schedule import Stage
-from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .state import latest_checkpoint, load_checkpoint, rng_snapshot, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -315,47 +315,54 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
     last_terms: dict[str, float] = {}
     exports: dict[str, str] = {}
 
-    def live_state() -> dict[str, Any]:
-        """What changes within a step or an evaluation, every rank's (gathered): RNGs, data cursors, the period
-        sums, the task's own state."""
-        task_state = task.state_dict() if d.main and hasattr(task, "state_dict") else None
-        return {"rng": _all_gather(rng_state(), d), "data": _all_gather(batches.state_dict(), d),
-                "period": _all_gather(period.clone(), d), "task": copy.deepcopy(task_state)}
+    def snapshot() -> dict[str, Any]:
+        """What changes within a step or an evaluation, as it is now (one process): RNGs, the data cursor, the
+        period sums, the task's own state."""
+        task_state = task.state_dict() if hasattr(task, "state_dict") else None
+        return {"rng": rng_snapshot(), "data": batches.state_dict(), "period": period.clone(),
+                "task": copy.deepcopy(task_state)}
 
     def checkpoint(stage_index: int, stage_step: int, optimizer: torch.optim.Optimizer | None,
-                   parts: dict[str, Any] | None = None, evaluate_pending: bool = False) -> Path | None:
-        """Save the training state: model and optimizer now, the rest from ``parts`` (default: as it is now)."""
-        parts = parts or live_state()
+                   snap: dict[str, Any] | None = None, evaluate_pending: bool = False) -> Path | None:
+        """Save the training state: model and optimizer as they are, the rest from ``snap`` (one process) or as
+        it is now on every rank."""
+        if snap is not None:
+            rngs, cursors, periods, task_state = [rng_state(snap["rng"])], [snap["data"]], [snap["period"]], snap["task"]
+        else:
+            rngs, cursors = _all_gather(rng_state(), d), _all_gather(batches.state_dict(), d)
+            periods = _all_gather(period.clone(), d)
+            task_state = task.state_dict() if d.main and hasattr(task, "state_dict") else None
         path = None
         if d.main:
             path = save_checkpoint(ckpt_root, global_step, {
                 "model": module.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                 "stage_index": stage_index, "stage_step": stage_step, "global_step": global_step,
                 "stage_name": stages[stage_index].name if stage_index < len(stages) else "done",
-                "world_size": d.world, "evaluate_pending": evaluate_pending, **parts,
+                "rng": rngs, "data": cursors, "world_size": d.world, "period": periods, "task": task_state,
+                "evaluate_pending": evaluate_pending,
             }, keep_last=cfg.keep_last)
         if d.world > 1:
             dist.barrier()
         return path or latest_checkpoint(ckpt_root)
 
     # The last clean boundary, what Ctrl-C saves (one process only): stage and step, the optimizer to save
-    # (None: none yet in this stage), the state parts from before the step or evaluation under way (None: the
-    # live ones), whether an evaluation is pending. ``saved`` is the boundary the newest saved state holds.
+    # (None: none yet in this stage), the snapshot from before the step or evaluation under way (None: the state
+    # as it is), whether an evaluation is pending. ``saved`` is the boundary the newest saved state holds.
     at: tuple[int, int] = (start_stage, start_step)
     at_optimizer: torch.optim.Optimizer | None = None
-    at_parts: dict[str, Any] | None = None
+    at_snap: dict[str, Any] | None = None
     saved: tuple[int, int] | None = at if last_ckpt is not None and not eval_pending else None
     eval_now = eval_pending
     guard = d.world == 1
 
     def evaluate() -> None:
         """The task's evaluation at the current step; an interrupt meanwhile saves the state from before it."""
-        nonlocal at_parts, eval_now
+        nonlocal at_snap, eval_now
         eval_now = True
-        at_parts = live_state() if guard else None
+        at_snap = snapshot() if guard else None
         _evaluate(task, logger, global_step, d, period)
         module.train()  # evaluation may have switched it to eval mode
-        at_parts, eval_now = None, False
+        at_snap, eval_now = None, False
 
     try:
         for si in range(start_stage, len(stages)):
@@ -387,7 +394,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
             t_last, samples_since = time.perf_counter(), 0
             for stage_step in range(first, stage.steps):
                 # -- the boundary before this step: nothing below changes weights or optimizer until the update
-                at, at_parts = (si, stage_step), (live_state() if guard else None)
+                at, at_snap = (si, stage_step), (snapshot() if guard else None)
                 # -- lr for this step
                 set_lr(optimizer, cfg.lr, warmup_decay(stage_step, stage.warmup, stage.steps, cfg.decay_power))
                 # -- one global batch: micro-batches, counts over all ranks
@@ -415,7 +422,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
                     period += torch.stack([step_loss.cpu() * counts["sequences"].cpu().double(),
                                            counts["sequences"].cpu().double()])
                     global_step += 1
-                    at, at_optimizer, at_parts = (si, stage_step + 1), optimizer, None
+                    at, at_optimizer, at_snap = (si, stage_step + 1), optimizer, None
                 samples_since += cfg.batch_size
                 # -- log
                 done = stage_step + 1 == stage.steps
@@ -449,7 +456,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
             if d.main and export is not None:
                 export(stage, stage_dir)
             last_ckpt = checkpoint(si + 1, 0, None)
-            at, at_optimizer, at_parts = (si + 1, 0), None, None
+            at, at_optimizer, at_snap = (si + 1, 0), None, None
             saved = at
             if d.main:
                 if stage_dir.exists():  # a task may keep its result elsewhere (fine-tuning: the best epoch)
@@ -460,7 +467,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
         if not guard:
             log.warning("interrupted: under DDP only the periodic and stage-end training states are kept")
         elif at != saved or eval_now:
-            path = checkpoint(*at, at_optimizer, at_parts, evaluate_pending=eval_now)
+            path = checkpoint(*at, at_optimizer, at_snap, evaluate_pending=eval_now)
             log.info("interrupted: saved the training state at global step %d to %s", global_step, path)
         raise
     finally:
