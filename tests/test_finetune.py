@@ -13,7 +13,10 @@ from tokenizers import pre_tokenizers
 from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
-from mobilebert.recipes.finetune import evaluate, finetune, load_finetuned, predict
+from mobilebert.finetune.evaluate import evaluate_checkpoint
+from mobilebert.finetune.load import load_finetuned
+from mobilebert.finetune.predict import predict
+from mobilebert.recipes.finetune import FinetuneConfig, train
 from mobilebert.tokenizer import MobileBertTokenizer
 from mobilebert.train.metrics import read_metrics
 
@@ -65,7 +68,7 @@ def test_sst2_finetune_writes_a_loadable_best_checkpoint(sst2_run):
 def test_evaluate_reloads_the_same_scores(sst2_run, tmp_path, capsys):
     best = sst2_run / "seed-1" / "best"
     recorded = json.loads((sst2_run / "results.json").read_text())["runs"][0]["best"]["dev"]
-    again = evaluate(best, SAMPLE_DIR, limit=100)["dev"]
+    again = evaluate_checkpoint(best, SAMPLE_DIR, limit=100)["dev"]
     assert again["accuracy"] == pytest.approx(recorded["accuracy"])
     assert main(["evaluate", "--model", str(best), "--data", str(SAMPLE_DIR), "--limit", "100",
                  "--out", str(tmp_path)]) == 0
@@ -101,8 +104,8 @@ def test_stsb_regression_from_a_checkpoint_with_a_two_label_head(sst2_run, tmp_p
         (tmp_path / "STS-B").mkdir(exist_ok=True)
         (tmp_path / "STS-B" / f"{split}.tsv").write_text(head + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    results = finetune("stsb", tmp_path, sst2_run / "seed-1" / "best", out, lr=1e-3, batch_size=16, epochs=2,
-                       max_seq_length=64, seeds=[3])
+    results = train(FinetuneConfig("stsb", str(tmp_path), str(sst2_run / "seed-1" / "best"), str(out), lr=1e-3,
+                                   batch_size=16, epochs=2, max_seq_length=64, seeds=[3]))
     dev = results["runs"][0]["best"]["dev"]
     assert set(dev) == {"pearson", "spearmanr", "score"} and -1 <= dev["pearson"] <= 1
     model, _, setup = load_finetuned(out / "seed-3" / "best")
@@ -120,8 +123,8 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         (tmp_path / name).write_text(json.dumps(data))
     out = tmp_path / "out"
-    results = finetune("squad", tmp_path, tiny_ckpt, out, lr=1e-3, batch_size=2, epochs=2, max_seq_length=32,
-                       doc_stride=8, max_query_length=8, seeds=[1])
+    results = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(out), lr=1e-3, batch_size=2, epochs=2,
+                                   max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
     dev = results["runs"][0]["best"]["dev"]
     assert {"exact", "f1", "total"} <= set(dev) and dev["total"] == 3
     (row,) = predict(out / "seed-1" / "best", [("who has a dog ?", context)], top_k=3)
@@ -130,13 +133,14 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
 
 def test_head_reuse_rules(sst2_run):
     """Same label set: the fine-tuned head is kept; a 3-label task gets a fresh head."""
-    from mobilebert.recipes.finetune import TaskSetup, load_model
+    from mobilebert.data.finetuning import TaskSetup
+    from mobilebert.finetune.load import load_task_model
 
     best = sst2_run / "seed-1" / "best"
-    saved = load_model(TaskSetup("sst2"), best)
-    again = load_model(TaskSetup("sst2"), best)
+    saved = load_task_model(TaskSetup("sst2"), best)
+    again = load_task_model(TaskSetup("sst2"), best)
     assert saved.classifier.weight.equal(again.classifier.weight)
-    mnli = load_model(TaskSetup("mnli"), best)
+    mnli = load_task_model(TaskSetup("mnli"), best)
     assert mnli.classifier.out_features == 3 and mnli.config.id2label[0] == "contradiction"
     assert MobileBertTokenizer.from_pretrained(best).vocab_size < 5000
 

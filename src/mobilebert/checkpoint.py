@@ -333,10 +333,11 @@ def load_model(path: str | os.PathLike, head: str | None = None, labels: Sequenc
 
 
 def head_of(model: torch.nn.Module) -> str:
-    """The ``HEAD_CLASSES`` key of a built model (its class)."""
-    for head, name in HEAD_CLASSES.items():
-        if type(model).__name__ == name:
-            return head
+    """The ``HEAD_CLASSES`` key of a built model (its class, or the model class it derives from)."""
+    heads = {name: head for head, name in HEAD_CLASSES.items()}
+    for klass in type(model).__mro__:
+        if klass.__name__ in heads and klass.__module__.endswith("modeling"):
+            return heads[klass.__name__]
     raise TypeError(f"{type(model).__name__} is not a MobileBERT model class ({', '.join(HEAD_CLASSES.values())})")
 
 

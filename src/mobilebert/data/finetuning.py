@@ -49,6 +49,11 @@ class TaskSetup:
     def is_regression(self) -> bool:
         return not self.is_squad and glue.get_task(self.task).is_regression
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classifier's label names in id order (``("score",)`` for regression; none for SQuAD)."""
+        return () if self.is_squad else tuple(glue.get_task(self.task).labels or ("score",))
+
 
 def task_name(task: str) -> str:
     key = task.lower().replace("_", "").replace("-v2", "2").replace("v1.1", "")
