@@ -168,7 +168,8 @@ def _info_of(model: torch.nn.Module, path: Path):
                                                 ("MobileBertForSequenceClassification", "classifier"),
                                                 ("MobileBertForQuestionAnswering", "qa")])
 def test_inspect_our_saves(tmp_path, cls_name, head):
-    from mobilebert.checkpoint import head_of, load_model
+    from mobilebert.checkpoint import head_of
+    from mobilebert.load import load_model
     from mobilebert.modeling import MODEL_CLASSES
 
     info = _info_of(MODEL_CLASSES[cls_name](tiny_config()), tmp_path / "m")
@@ -268,7 +269,7 @@ def test_inspect_refuses_what_is_not_a_checkpoint(tmp_path):
 
 
 def test_load_model_for_a_task_keeps_a_matching_head_only(tmp_path):
-    from mobilebert.checkpoint import load_model
+    from mobilebert.load import load_model
 
     saved = MobileBertForSequenceClassification(tiny_config(num_labels=2, id2label={0: "neg", 1: "pos"}))
     saved.save_pretrained(tmp_path)

@@ -3,8 +3,8 @@ saves.
 
 :func:`inspect` is the one answer to "which class and head is this checkpoint, for which task and labels": it reads
 config.json, finetune.json and the tensor *names* (safetensors headers), never the tensors, and imports no torch,
-so the command-line checks can ask it cheaply. :func:`load_model` builds the model it describes (or the model a
-task asks for, keeping the checkpoint's head when it fits).
+so the command-line checks can ask it cheaply. ``mobilebert.load.load_model`` builds the model it describes (it
+sits above ``modeling``, which imports this module).
 
 Our module names already match transformers' ``modeling_mobilebert.py``, so the key table is short:
 BERT's ``bert.`` prefix, old TF-style ``gamma``/``beta`` names, and the MLM head's extra matrix. Nothing is
@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -289,49 +288,6 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
                           pooling_files=tuple(n for n in POOLING_FILES if (p / n).is_file()), finetune=meta)
 
 
-def load_model(path: str | os.PathLike, head: str | None = None, labels: Sequence[str] | None = None,
-               **config_overrides: Any) -> torch.nn.Module:
-    """The model of a checkpoint folder, in eval mode.
-
-    ``head=None``: the class of the checkpoint's own head (:func:`inspect`), every weight required; a missing
-    one is an error, since an export or a teacher with a freshly initialised head would silently compute noise.
-    ``head`` given (a key of ``HEAD_CLASSES``): that class, for training; the checkpoint's head is kept when it
-    has one, and for ``"classifier"`` with ``labels`` only when its labels are the same (else a fresh head with
-    ``len(labels)`` outputs: one is regression). ``config_overrides`` change the saved config (e.g. dropout)."""
-    from torch import nn
-
-    from .modeling import MODEL_CLASSES
-
-    info = inspect(path)
-    if head is None:
-        cls = MODEL_CLASSES[info.model_class]
-        model = cls.from_pretrained(path, **config_overrides)
-        missing = model.loading_info["missing_keys"]
-        if missing:
-            raise CheckpointError(f"{path}: checkpoint does not match {cls.__name__}: {len(missing)} weights "
-                                  f"missing, e.g. {', '.join(missing[:3])}")
-        return model
-    if head not in HEAD_CLASSES:
-        raise ValueError(f"head must be one of {', '.join(HEAD_CLASSES)}, got {head!r}")
-    cls = MODEL_CLASSES[HEAD_CLASSES[head]]
-    if head != "classifier" or labels is None:
-        return cls.from_pretrained(path, **config_overrides)  # a missing head is initialised fresh (logged)
-    id2label = dict(enumerate(labels))
-    saved = info.config
-    model = cls.from_pretrained(path, num_labels=saved.num_labels, id2label=saved.id2label, **config_overrides)
-    had_head = not any(k.startswith("classifier.") for k in model.loading_info["missing_keys"])
-    if had_head and saved.id2label == id2label:
-        log.info("%s: keeping the checkpoint's classifier head (labels %s)", path, list(labels))
-        return model
-    if had_head:
-        log.info("%s: the checkpoint's head (labels %s) is replaced by a fresh one (labels %s)", path,
-                 saved.id2label, list(labels))
-    model.config = model.config.replace(num_labels=len(labels), id2label=id2label)
-    model.classifier = nn.Linear(model.config.hidden_size, len(labels))
-    model._init_module(model.classifier)
-    return model
-
-
 def head_of(model: torch.nn.Module) -> str:
     """The ``HEAD_CLASSES`` key of a built model (its class, or the model class it derives from)."""
     heads = {name: head for head, name in HEAD_CLASSES.items()}
@@ -450,6 +406,6 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, dtype: torc
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["CheckpointError", "CheckpointInfo", "ConfigError", "convert_tf_state", "head_of", "inspect", "load_model",
+__all__ = ["CheckpointError", "CheckpointInfo", "ConfigError", "convert_tf_state", "head_of", "inspect",
            "load_pretrained", "load_state", "load_tf_checkpoint", "read_state_dict", "save_pretrained",
            "stored_weight_names", "tf_to_hf_key", "to_hf_state_dict"]

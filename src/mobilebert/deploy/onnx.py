@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_model
 from ..config import MobileBertConfig
+from ..load import load_model
 from ..modeling import ModelOutput
 from .optimize import FastMobileBert, optimize_for_inference
 
