@@ -63,3 +63,17 @@ def test_loss_plot_gives_each_kind_of_stage_its_own_axis(tmp_path):
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     png = plot_losses({"student": tmp_path / "m.jsonl"}, tmp_path / "loss.png")
     assert plt.imread(png).shape[0] == round(2 * 2.6 * 110)  # two panels: transfer, then distillation
+
+
+def test_a_subset_is_compared_with_its_own_majority_class(tmp_path):
+    """--max-eval-examples N: the baseline is the first N rows' majority, not the whole split's."""
+    rows = [f"s{i}\t{int(i < 10)}" for i in range(100)]  # the first 10 positive, the other 90 negative
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    assert majority_baseline("sst2", tmp_path, "dev") == ("0", 0.9)
+    assert majority_baseline("sst2", tmp_path, "dev", limit=10) == ("1", 1.0)
+    results = _results(1.0)
+    assert finetune_notes(results, tmp_path) == []  # 1.0 beats the whole split's 0.9
+    results["hparams"].update(eval_examples={"dev": 10}, eval_subset=True)
+    (note,) = finetune_notes(results, tmp_path)  # but not the scored subset's 1.0
+    assert "always answering '1'" in note

@@ -34,6 +34,6 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
         if isinstance(metrics, dict):
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                            for k, v in metrics.items()))
-    for note in score_notes(results["task"], results, cfg.data):  # a score at chance says so
+    for note in score_notes(results["task"], results, cfg.data, cfg.limit):  # a score at chance says so
         print(f"note: {note}")
     return results

@@ -64,7 +64,7 @@ class FinetuneConfig:
     task: str = option(help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, squad, squad2")
     data: str = option(help="GLUE root (or task folder), or the folder with SQuAD's JSON")
     model: str = option(help="checkpoint folder (ours, HF MobileBERT or HF BERT)")
-    out: str = option(help="output folder: seed-N/best, metrics.jsonl, results.json")
+    out: str = option(help="output folder: seed-N/best, metrics.jsonl, results.json", affects_result=False)
     lr: float = option(5e-5, help="peak learning rate, AdamW with warm-up and linear decay", above=0)
     batch_size: int = option(32, help="examples per step", at_least=1)
     epochs: int = option(3, help="passes over the training set; the best epoch is kept", at_least=1)
