@@ -187,6 +187,13 @@ def test_resume_refuses_other_settings_and_adds_seeds(tiny_ckpt, tmp_path, capsy
     assert again["hparams"]["seeds"] == [1, 42] and "2 seed(s) (1, 42)" in capsys.readouterr().out
     assert json.loads((tmp_path / "results.json").read_text())["hparams"]["seeds"] == [1, 42]
     assert "- 1\n- 42\n" in (tmp_path / "config.yaml").read_text()
+    capsys.readouterr()
+    flags = ["--lr", "1e-3", "--batch-size", "16", "--epochs", "1", "--max-seq-length", "40",  # 32 before
+             "--max-train-examples", "32", "--max-eval-examples", "16", "--seeds", "1"]
+    assert main(["finetune", "--task", "sst2", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out",
+                 str(tmp_path), "--resume", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "max_seq_length 32 -> 40" in err and len(err.splitlines()) == 1
 
 
 def test_config_relations_are_checked_in_one_place(tmp_path):
