@@ -209,14 +209,19 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
             load(FinetuneConfig, values={**need, **extra})
 
 
-def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):
-    """One decoding + metrics: the score kept during training is the score `evaluate` gives the saved model."""
+def write_squad_sample(folder) -> None:
+    """Two questions on one context, as SQuAD v1.1 train and dev files (the same rows)."""
     context = "the film is a gripping story about a boy and his dog , told with wit and heart ."
     qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
            for i, (q, a) in enumerate([("what is the film ?", "a gripping story"), ("who has a dog ?", "a boy")])]
     data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
     for name in ("train-v1.1.json", "dev-v1.1.json"):
-        (tmp_path / name).write_text(json.dumps(data))
+        (folder / name).write_text(json.dumps(data))
+
+
+def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):
+    """One decoding + metrics: the score kept during training is the score `evaluate` gives the saved model."""
+    write_squad_sample(tmp_path)
     res = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(tmp_path / "out"), lr=1e-3, batch_size=2,
                                epochs=1, max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
     again = evaluate_checkpoint(tmp_path / "out" / "seed-1" / "best", tmp_path)["dev"]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 from safetensors.torch import load_file
-from test_finetune import TINY, tiny_ckpt  # noqa: F401  (the same tiny word-level checkpoint)
+from test_finetune import TINY, tiny_ckpt, write_squad_sample  # noqa: F401  (the same tiny word-level checkpoint)
 
 from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main
@@ -173,12 +173,7 @@ def test_squad_teacher_logits_are_cached_per_real_token_and_distil(tiny_ckpt, tm
     from mobilebert.data.finetuning import load_train_data
     from mobilebert.finetune.module import teacher_logits
 
-    context = "the film is a gripping story about a boy and his dog , told with wit and heart ."
-    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
-           for i, (q, a) in enumerate([("what is the film ?", "a gripping story"), ("who has a dog ?", "a boy")])]
-    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
-    for name in ("train-v1.1.json", "dev-v1.1.json"):
-        (tmp_path / name).write_text(json.dumps(data))
+    write_squad_sample(tmp_path)
     args = dict(lr=1e-3, batch_size=2, epochs=1, max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1])
     _finetune("squad", tmp_path, tiny_ckpt, tmp_path / "teacher", **args)
     teacher_dir = tmp_path / "teacher" / "seed-1" / "best"
