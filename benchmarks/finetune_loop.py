@@ -26,8 +26,9 @@ import torch
 from safetensors.torch import load_file
 
 from mobilebert.atomic import atomic_write_text
-from mobilebert.data.finetuning import TaskSetup, batches, load_eval_data, load_train_data, targets
+from mobilebert.data.finetuning import batches, load_eval_data, load_train_data, targets
 from mobilebert.data.glue import SAMPLE_DIR
+from mobilebert.data.tasks import TaskSetup
 from mobilebert.finetune.evaluate import evaluate_loaded
 from mobilebert.finetune.load import load_task_model, save_finetuned
 from mobilebert.finetune.module import seed_everything

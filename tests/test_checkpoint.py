@@ -182,7 +182,7 @@ def test_inspect_our_saves(tmp_path, cls_name, head):
 
 def test_inspect_a_finetuned_classifier(tmp_path):
     from mobilebert.checkpoint import inspect
-    from mobilebert.data.finetuning import TaskSetup
+    from mobilebert.data.tasks import TaskSetup
     from mobilebert.finetune.load import save_finetuned
     from mobilebert.tokenizer import MobileBertTokenizer
 
@@ -243,13 +243,14 @@ def test_inspect_the_minilm_package_and_the_shipped_student():
 
 
 def test_inspect_needs_no_torch(tmp_path):
-    """The command-line checks ask inspect() before anything heavy is imported."""
+    """The command-line checks ask inspect() and the task names before anything heavy is imported."""
     import subprocess
     import sys
 
     MobileBertForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
-    code = ("import sys; from mobilebert.checkpoint import inspect; "
-            f"assert inspect({str(tmp_path)!r}).head == 'classifier'; assert 'torch' not in sys.modules")
+    code = ("import sys; from mobilebert.checkpoint import inspect; from mobilebert.data.tasks import task_name; "
+            f"assert inspect({str(tmp_path)!r}).head == 'classifier' and task_name('SST-2') == 'sst2'; "
+            "assert 'torch' not in sys.modules")
     src = Path(__file__).resolve().parents[1] / "src"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**__import__("os").environ, "PYTHONPATH": str(src)})

@@ -134,7 +134,7 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
 
 def test_head_reuse_rules(sst2_run):
     """Same label set: the fine-tuned head is kept; a 3-label task gets a fresh head."""
-    from mobilebert.data.finetuning import TaskSetup
+    from mobilebert.data.tasks import TaskSetup
     from mobilebert.finetune.load import load_task_model
 
     best = sst2_run / "seed-1" / "best"
@@ -207,6 +207,15 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
                            ({"task": "nope"}, "unknown GLUE task 'nope'"), ({"dropout": 1.0}, "dropout must be < 1")):
         with pytest.raises(UsageError, match=re.escape(message)):
             load(FinetuneConfig, values={**need, **extra})
+    from mobilebert.recipes.evaluate import EvaluateConfig
+    from mobilebert.recipes.predict import PredictConfig
+
+    for cls in (EvaluateConfig, PredictConfig):  # the same task names everywhere
+        assert load(cls, values={"model": "m", "data": "d", "task": "squad-v2"} if cls is EvaluateConfig
+                    else {"model": "m", "task": "squad-v2"}).task == "squad2"
+        with pytest.raises(UsageError, match="unknown GLUE task 'nope'; choose from .*, squad, squad2"):
+            load(cls, values={"model": "m", "data": "d", "task": "nope"} if cls is EvaluateConfig
+                 else {"model": "m", "task": "nope"})
 
 
 def write_squad_sample(folder) -> None:

@@ -15,8 +15,8 @@ from test_finetune import TINY, tiny_ckpt, write_squad_sample  # noqa: F401  (th
 
 from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main
-from mobilebert.data.finetuning import TaskSetup
 from mobilebert.data.glue import SAMPLE_DIR
+from mobilebert.data.tasks import TaskSetup
 from mobilebert.distill.losses import (
     classification_distillation_loss,
     regression_distillation_loss,

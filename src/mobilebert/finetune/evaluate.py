@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..data import glue, squad
-from ..data.finetuning import Encoded, TaskSetup, batches, encode_squad, load_eval_data
+from ..data.finetuning import Encoded, batches, encode_squad, load_eval_data
+from ..data.tasks import TaskSetup
 from ..tokenizer import MobileBertTokenizer
 from .load import finetuned_spec, load_finetuned
 

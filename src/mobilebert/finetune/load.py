@@ -12,7 +12,7 @@ from torch import nn
 from ..atomic import atomic_write_text
 from ..checkpoint import FINETUNE_FILE, inspect
 from ..config import MobileBertConfig
-from ..data.finetuning import TaskSetup, task_name
+from ..data.tasks import TaskSetup, task_name
 from ..load import load_model
 from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
 from ..tokenizer import MobileBertTokenizer

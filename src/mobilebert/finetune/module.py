@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.finetuning import Encoded, TaskSetup
+from ..data.finetuning import Encoded
+from ..data.tasks import TaskSetup
 from ..distill.losses import (
     TransferLoss,
     TransferMap,

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..data import glue, squad
-from ..data.finetuning import TaskSetup, encode_glue, encode_squad
+from ..data.finetuning import encode_glue, encode_squad
+from ..data.tasks import TaskSetup
 from ..tokenizer import MobileBertTokenizer
 from .evaluate import decode_squad, run_model
 from .load import load_finetuned

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.tasks import task_name
 from ..finetune.evaluate import evaluate_checkpoint
 from ..options import option
 from ..sanity import score_notes
@@ -24,6 +25,10 @@ class EvaluateConfig:
     limit: int | None = option(None, help="first N examples only", at_least=1)
     allow_untrained_head: bool = option(False, help="score a checkpoint whose task head was never trained "
                                         "(chance-level scores; refused without this flag)")
+
+    def check(self) -> None:
+        if self.task is not None:
+            self.task = task_name(self.task)
 
 
 def run(cfg: EvaluateConfig) -> dict[str, Any]:

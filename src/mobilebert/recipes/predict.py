@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import inspect
+from ..data.tasks import task_name
 from ..finetune.predict import Input, predict
 from ..options import option
 from ..sanity import prediction_notes
@@ -32,6 +33,8 @@ class PredictConfig:
                                         "outputs are random; refused without this flag)")
 
     def check(self) -> None:
+        if self.task is not None:
+            self.task = task_name(self.task)
         if len(self.question) != len(self.context):
             raise ValueError(f"give one --context per --question ({len(self.question)} --question, "
                              f"{len(self.context)} --context)")
