@@ -203,8 +203,8 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False
 
 
 def load_for_export(model_dir: str | os.PathLike) -> nn.Module:
-    """The checkpoint's own class and head (``checkpoint.load_model``); any missing weight is an error (an export
-    with freshly initialised weights would silently ship a random head)."""
+    """The checkpoint's own class and head (``mobilebert.load.load_model``); any missing weight is an error
+    (an export with freshly initialised weights would silently ship a random head)."""
     return load_model(model_dir)
 
 
