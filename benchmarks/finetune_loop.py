@@ -26,15 +26,13 @@ import torch
 from safetensors.torch import load_file
 
 from mobilebert.atomic import atomic_write_text
-from mobilebert.data.finetuning import TaskSetup, batches, load_eval_data, load_train_data, targets
+from mobilebert.data.finetuning import batches, load_eval_data, load_train_data, targets
 from mobilebert.data.glue import SAMPLE_DIR
-from mobilebert.recipes.finetune import (
-    _seed_everything,
-    evaluate_loaded,
-    load_model,
-    save_finetuned,
-    train_one_seed,
-)
+from mobilebert.data.tasks import TaskSetup
+from mobilebert.finetune.evaluate import evaluate_loaded
+from mobilebert.finetune.load import load_task_model, save_finetuned
+from mobilebert.finetune.module import seed_everything
+from mobilebert.recipes.finetune import FinetuneConfig, train_one_seed
 from mobilebert.tokenizer import MobileBertTokenizer
 from mobilebert.train.optim import warmup_decay
 from mobilebert.train.trainer import Dist
@@ -53,8 +51,8 @@ def _cpu() -> str:
 def old_loop(setup, model_dir, out_dir, train, dev, tokenizer, *, seed, lr, batch_size, epochs) -> None:
     """The loop of recipes/finetune.py before issue 12 (commit f5dac67), without its logging: AdamW with
     warm-up + linear decay through LambdaLR, clipping at 1.0, a fresh permutation per epoch, eval each epoch."""
-    _seed_everything(seed)
-    model = load_model(setup, model_dir)
+    seed_everything(seed)
+    model = load_task_model(setup, model_dir)
     steps = math.ceil(len(train.input_ids) / batch_size)
     total = steps * epochs
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -110,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                 if side == "old":
                     old_loop(setup, a.model, out, train, dev, tokenizer, **hp)
                 else:
-                    train_one_seed(setup, a.model, out, train, dev, tokenizer, warmup=0.1, weight_decay=0.01,
-                                   max_grad_norm=1.0, eval_batch_size=64, random_init=False, log_every=20,
-                                   d=Dist(), **hp)
+                    cfg = FinetuneConfig("sst2", str(SAMPLE_DIR), a.model, str(out), lr=hp["lr"],
+                                         batch_size=hp["batch_size"], epochs=hp["epochs"], max_seq_length=a.seq,
+                                         warmup=0.1, weight_decay=0.01, max_grad_norm=1.0, eval_batch_size=64,
+                                         log_every=20)
+                    train_one_seed(cfg, setup, out, train, dev, tokenizer, hp["seed"], Dist())
                 times[side].append(time.perf_counter() - t0)
                 print(f"round {r + 1} {side}: {seen / times[side][-1]:.1f} samples/s", flush=True)
         w_old, w_fit = (load_file(str(Path(tmp) / f"{s}-0" / "best" / "model.safetensors")) for s in ("old", "fit"))

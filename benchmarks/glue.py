@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mobilebert.atomic import atomic_write_text
 from mobilebert.data.glue import TASKS, resolve_path
-from mobilebert.recipes.finetune import finetune
+from mobilebert.recipes.finetune import FinetuneConfig, train
 
 # Sun et al. 2020, Table 4: MobileBERT on the GLUE *test* server (our numbers are dev: a reference, not a match).
 PAPER_MOBILEBERT = {"cola": 50.5, "sst2": 92.8, "mrpc": 88.8, "stsb": 84.4, "qqp": 70.2, "mnli": 83.3,
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             for kind in kinds:  # interleaved: A B A B
                 t0 = time.perf_counter()
-                res = finetune(task, a.data, model, a.work / task / kind, lr=a.lr, batch_size=a.batch_size,
-                               epochs=a.epochs, max_seq_length=a.max_seq_length, seeds=[seed],
-                               max_train_examples=a.max_train_examples, random_init=kind == "random")
+                res = train(FinetuneConfig(task, str(a.data), str(model), str(a.work / task / kind), lr=a.lr,
+                                           batch_size=a.batch_size, epochs=a.epochs,
+                                           max_seq_length=a.max_seq_length, seeds=[seed],
+                                           max_train_examples=a.max_train_examples, random_init=kind == "random"))
                 run = res["runs"][0]
                 per_kind[kind].append({"seed": seed, "dev": run["best"], "best_epoch": run["best_epoch"],
                                        "epoch_seconds": [h["epoch_seconds"] for h in run["history"]],

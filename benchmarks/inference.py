@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     if a.model:
-        from mobilebert.deploy.onnx import load_for_export
+        from mobilebert.load import load_model
 
-        student = load_for_export(a.model).eval()
+        student = load_model(a.model).eval()
         config = student.config
     else:
         config = MobileBertConfig.from_preset("mobilebert", num_hidden_layers=a.layers)

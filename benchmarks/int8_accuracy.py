@@ -23,10 +23,12 @@ from torch import nn
 
 from mobilebert.atomic import atomic_write_text
 from mobilebert.data import glue
+from mobilebert.data.finetuning import load_eval_data
 from mobilebert.deploy.onnx import OnnxModel, export_onnx
 from mobilebert.deploy.optimize import optimize_for_inference
 from mobilebert.deploy.quantize import quantize_torch
-from mobilebert.recipes.finetune import load_eval_data, load_finetuned, run_model, score_glue
+from mobilebert.finetune.evaluate import run_model, score_glue
+from mobilebert.finetune.load import load_finetuned
 
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 

@@ -33,7 +33,8 @@ from mobilebert.data.glue import SAMPLE_DIR, read_glue
 from mobilebert.deploy import mobile
 from mobilebert.deploy.bench import cpu_description, interleaved
 from mobilebert.deploy.mediapipe import MediaPipeText, TextPipeline, app_text, export_mediapipe
-from mobilebert.deploy.onnx import OnnxModel, export_onnx, load_for_export
+from mobilebert.deploy.onnx import OnnxModel, export_onnx
+from mobilebert.load import load_model
 from mobilebert.tokenizer import MobileBertTokenizer
 
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     glue_dir = a.glue if (Path(a.glue) / "SST-2").is_dir() else SAMPLE_DIR
     examples = read_glue("sst2", glue_dir, "dev")
     texts, labels = [e.text_a for e in examples], np.array([e.label for e in examples])
-    model = load_for_export(a.model).eval()
+    model = load_model(a.model).eval()
     tok = MobileBertTokenizer.from_pretrained(a.model)
     enc = tok(texts, max_length=a.seq, truncation=True, padding="max_length", return_tensors="pt")
     rows = [(enc["input_ids"][i:i + 1], enc["attention_mask"][i:i + 1], enc["token_type_ids"][i:i + 1])

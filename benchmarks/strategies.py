@@ -120,12 +120,12 @@ def main() -> None:
     glue = SHARED / "glue" if (SHARED / "glue" / "SST-2").is_dir() else SAMPLE_DIR
 
     def sst2(model_dir: str, name: str, lr: float) -> dict:
-        from mobilebert.recipes.finetune import finetune
+        from mobilebert.recipes.finetune import FinetuneConfig, train
 
         t1 = time.perf_counter()
-        ft = finetune("sst2", glue, model_dir, work / f"sst2_{name}", lr=lr, batch_size=32,
-                      epochs=args.sst2_epochs, max_seq_length=64, seeds=args.sst2_seeds,
-                      max_train_examples=args.sst2_train_examples, log_every=1000)
+        ft = train(FinetuneConfig("sst2", str(glue), str(model_dir), str(work / f"sst2_{name}"), lr=lr,
+                                  batch_size=32, epochs=args.sst2_epochs, max_seq_length=64, seeds=args.sst2_seeds,
+                                  max_train_examples=args.sst2_train_examples, log_every=1000))
         acc = ft["summary"]["dev"]["accuracy"]
         return dict(sst2_accuracy=acc["mean"], sst2_std=acc["std"],
                     sst2_per_seed=[r["best"]["dev"]["accuracy"] for r in ft["runs"]],

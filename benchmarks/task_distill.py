@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from mobilebert.atomic import atomic_write_text
-from mobilebert.recipes.finetune import finetune
+from mobilebert.recipes.finetune import FinetuneConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,11 +37,11 @@ def run_arm(name: str, out: Path, settings: dict, teacher: str | None, extra: di
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench_settings.json", json.dumps(key, indent=2) + "\n")
     kd = {"teacher": teacher, "kd_alpha": settings["kd_alpha"], "kd_temperature": settings["kd_temperature"], **extra}
-    return finetune("sst2", settings["data"], settings["student"], out, lr=settings["lr"],
-                    batch_size=settings["batch_size"], epochs=settings["epochs"],
-                    max_seq_length=settings["max_seq_length"], seeds=settings["seeds"],
-                    max_train_examples=settings["max_train_examples"], dropout=settings["dropout"],
-                    **(kd if teacher else {}))
+    return train(FinetuneConfig("sst2", str(settings["data"]), str(settings["student"]), str(out), lr=settings["lr"],
+                                batch_size=settings["batch_size"], epochs=settings["epochs"],
+                                max_seq_length=settings["max_seq_length"], seeds=settings["seeds"],
+                                max_train_examples=settings["max_train_examples"], dropout=settings["dropout"],
+                                **(kd if teacher else {})))
 
 
 def accuracies(results: dict) -> list[float]:

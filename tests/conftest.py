@@ -3,6 +3,7 @@ tiny word-level checkpoint the fine-tuning tests train, and the perturbed small 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -91,3 +92,13 @@ def inputs(config, B: int, T: int, pad: bool):
 
 def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / a.abs().max())
+
+
+def write_squad_sample(folder) -> None:
+    """Two questions on one context, as SQuAD v1.1 train and dev files (the same rows)."""
+    context = "the film is a gripping story about a boy and his dog , told with wit and heart ."
+    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+           for i, (q, a) in enumerate([("what is the film ?", "a gripping story"), ("who has a dog ?", "a boy")])]
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+    for name in ("train-v1.1.json", "dev-v1.1.json"):
+        (folder / name).write_text(json.dumps(data))

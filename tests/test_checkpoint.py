@@ -153,3 +153,131 @@ def test_tf1_variables_load_into_the_model():
     ids = torch.tensor([[101, 5, 6, 102]])
     with torch.no_grad():
         torch.testing.assert_close(dst.eval()(ids).prediction_logits, src(ids).prediction_logits)
+
+
+# ----------------------------------------------------------------------------- inspect / load_model
+def _info_of(model: torch.nn.Module, path: Path):
+    from mobilebert.checkpoint import inspect
+
+    model.save_pretrained(path)
+    return inspect(path)
+
+
+@pytest.mark.parametrize(("cls_name", "head"), [("MobileBertForPreTraining", "pretraining"),
+                                                ("MobileBertForMaskedLM", "mlm"), ("MobileBertModel", "encoder"),
+                                                ("MobileBertForSequenceClassification", "classifier"),
+                                                ("MobileBertForQuestionAnswering", "qa")])
+def test_inspect_our_saves(tmp_path, cls_name, head):
+    from mobilebert.checkpoint import head_of
+    from mobilebert.load import load_model
+    from mobilebert.modeling import MODEL_CLASSES
+
+    info = _info_of(MODEL_CLASSES[cls_name](tiny_config()), tmp_path / "m")
+    assert (info.head, info.model_class, info.architecture) == (head, cls_name, cls_name)
+    assert info.weight_file == "model.safetensors" and info.vocab_files == () and info.pooling_files == ()
+    assert info.task is None and info.max_seq_length is None and info.max_position_embeddings == 128
+    model = load_model(tmp_path / "m")  # its own class, every weight present
+    assert type(model).__name__ == cls_name and head_of(model) == head
+
+
+def test_inspect_a_finetuned_classifier(tmp_path):
+    from mobilebert.checkpoint import inspect
+    from mobilebert.data.tasks import TaskSetup
+    from mobilebert.finetune.load import save_finetuned
+    from mobilebert.tokenizer import MobileBertTokenizer
+
+    model = MobileBertForSequenceClassification(tiny_config(num_labels=3, id2label={0: "a", 1: "b", 2: "c"}))
+    save_finetuned(model, MobileBertTokenizer.default(), TaskSetup("mnli", max_seq_length=64), tmp_path)
+    info = inspect(tmp_path)
+    assert (info.head, info.task, info.max_seq_length, info.num_labels) == ("classifier", "mnli", 64, 3)
+    assert info.id2label == {0: "a", 1: "b", 2: "c"} and info.label2id == {"a": 0, "b": 1, "c": 2}
+    assert not info.is_regression and "vocab.txt" in info.vocab_files
+    regression = _info_of(MobileBertForSequenceClassification(tiny_config(num_labels=1)), tmp_path / "r")
+    assert regression.head == "classifier" and regression.is_regression
+
+
+def test_inspect_reads_the_weights_not_the_claim(tmp_path):
+    """A config.json naming a class whose head the weights do not hold: the weights decide (no tensor read)."""
+    import json
+
+    from mobilebert.checkpoint import inspect
+
+    MobileBertModel(tiny_config()).save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "architectures": ["MobileBertForPreTraining"]}))
+    info = inspect(tmp_path)
+    assert info.architecture == "MobileBertForPreTraining" and info.head == "encoder"
+
+
+def test_inspect_hf_layouts(tmp_path):
+    """transformers' own saves: a MobileBERT pre-training checkpoint and a BERT classifier with labels."""
+    transformers = pytest.importorskip("transformers")
+    from mobilebert.checkpoint import inspect
+
+    mb = transformers.MobileBertConfig(vocab_size=100, hidden_size=64, embedding_size=32, intra_bottleneck_size=32,
+                                       true_hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, num_feedforward_networks=1)
+    transformers.MobileBertForPreTraining(mb).save_pretrained(tmp_path / "mb")
+    info = inspect(tmp_path / "mb")
+    assert (info.architecture, info.head, info.config.model_type) == ("MobileBertForPreTraining", "pretraining",
+                                                                      "mobilebert")
+    bert = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    transformers.BertForSequenceClassification(bert).save_pretrained(tmp_path / "bert")
+    info = inspect(tmp_path / "bert")
+    assert (info.architecture, info.head, info.config.model_type) == ("BertForSequenceClassification",
+                                                                      "classifier", "bert")
+    assert info.id2label == {0: "neg", 1: "pos"} and info.num_labels == 2
+
+
+def test_inspect_the_minilm_package_and_the_shipped_student():
+    from mobilebert.checkpoint import POOLING_FILES, inspect
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mobilebert-minilm"
+    for folder, arch in ((minilm_dir(), "BertModel"), (shipped, "MobileBertModel")):
+        info = inspect(folder)
+        assert (info.architecture, info.head, info.model_class) == (arch, "encoder", "MobileBertModel")
+        assert info.pooling_files == POOLING_FILES and info.is_sentence_encoder
+        assert info.vocab_files == ("vocab.txt", "tokenizer.json") and info.task is None
+    assert inspect(minilm_dir()).config.model_type == "bert"
+
+
+def test_inspect_needs_no_torch(tmp_path):
+    """The command-line checks ask inspect() and the task names before anything heavy is imported."""
+    import subprocess
+    import sys
+
+    MobileBertForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
+    code = ("import sys; from mobilebert.checkpoint import inspect; from mobilebert.data.tasks import task_name; "
+            f"assert inspect({str(tmp_path)!r}).head == 'classifier' and task_name('SST-2') == 'sst2'; "
+            "assert 'torch' not in sys.modules")
+    src = Path(__file__).resolve().parents[1] / "src"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "PYTHONPATH": str(src)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_inspect_refuses_what_is_not_a_checkpoint(tmp_path):
+    from mobilebert.checkpoint import inspect
+
+    with pytest.raises(FileNotFoundError, match="not a checkpoint directory"):
+        inspect(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        inspect(tmp_path)
+    (tmp_path / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        inspect(tmp_path)
+
+
+def test_load_model_for_a_task_keeps_a_matching_head_only(tmp_path):
+    from mobilebert.load import load_model
+
+    saved = MobileBertForSequenceClassification(tiny_config(num_labels=2, id2label={0: "neg", 1: "pos"}))
+    saved.save_pretrained(tmp_path)
+    same = load_model(tmp_path, "classifier", ("neg", "pos"))
+    assert same.classifier.weight.equal(saved.classifier.weight)
+    other = load_model(tmp_path, "classifier", ("a", "b", "c"))
+    assert other.classifier.out_features == 3 and other.config.id2label == {0: "a", 1: "b", 2: "c"}
+    assert type(load_model(tmp_path, "qa")).__name__ == "MobileBertForQuestionAnswering"
+    with pytest.raises(ValueError, match="head must be one of"):
+        load_model(tmp_path, "tagger")

@@ -77,11 +77,10 @@ def test_sentence_embedding_loss_hand_computed():
 
 
 def test_headless_teacher_is_detected(minilm_slice):
-    teacher = MobileBertForPreTraining.from_pretrained(minilm_slice)
-    assert has_untrained_heads(teacher)
+    assert has_untrained_heads(minilm_slice)
     with_heads = MobileBertForPreTraining(MobileBertConfig.from_preset("mobilebert", **STUDENT))
     with_heads.save_pretrained(minilm_slice.parent / "with_heads")
-    assert not has_untrained_heads(MobileBertForPreTraining.from_pretrained(minilm_slice.parent / "with_heads"))
+    assert not has_untrained_heads(minilm_slice.parent / "with_heads")
 
 
 @pytest.mark.parametrize("embedding_size", [384, 64])

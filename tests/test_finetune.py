@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
+from conftest import write_squad_sample
 
 from mobilebert.cli import main
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
-from mobilebert.recipes.finetune import evaluate, finetune, load_finetuned, predict
+from mobilebert.finetune.evaluate import evaluate_checkpoint
+from mobilebert.finetune.load import load_finetuned
+from mobilebert.finetune.predict import predict
+from mobilebert.recipes.finetune import FinetuneConfig, train
 from mobilebert.tokenizer import MobileBertTokenizer
 from mobilebert.train.metrics import read_metrics
 
@@ -47,7 +52,7 @@ def test_sst2_finetune_writes_a_loadable_best_checkpoint(sst2_run):
 def test_evaluate_reloads_the_same_scores(sst2_run, tmp_path, capsys):
     best = sst2_run / "seed-1" / "best"
     recorded = json.loads((sst2_run / "results.json").read_text())["runs"][0]["best"]["dev"]
-    again = evaluate(best, SAMPLE_DIR, limit=100)["dev"]
+    again = evaluate_checkpoint(best, SAMPLE_DIR, limit=100)["dev"]
     assert again["accuracy"] == pytest.approx(recorded["accuracy"])
     assert main(["evaluate", "--model", str(best), "--data", str(SAMPLE_DIR), "--limit", "100",
                  "--out", str(tmp_path)]) == 0
@@ -83,8 +88,8 @@ def test_stsb_regression_from_a_checkpoint_with_a_two_label_head(sst2_run, tmp_p
         (tmp_path / "STS-B").mkdir(exist_ok=True)
         (tmp_path / "STS-B" / f"{split}.tsv").write_text(head + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    results = finetune("stsb", tmp_path, sst2_run / "seed-1" / "best", out, lr=1e-3, batch_size=16, epochs=2,
-                       max_seq_length=64, seeds=[3])
+    results = train(FinetuneConfig("stsb", str(tmp_path), str(sst2_run / "seed-1" / "best"), str(out), lr=1e-3,
+                                   batch_size=16, epochs=2, max_seq_length=64, seeds=[3]))
     dev = results["runs"][0]["best"]["dev"]
     assert set(dev) == {"pearson", "spearmanr", "score"} and -1 <= dev["pearson"] <= 1
     model, _, setup = load_finetuned(out / "seed-3" / "best")
@@ -102,8 +107,8 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         (tmp_path / name).write_text(json.dumps(data))
     out = tmp_path / "out"
-    results = finetune("squad", tmp_path, tiny_ckpt, out, lr=1e-3, batch_size=2, epochs=2, max_seq_length=32,
-                       doc_stride=8, max_query_length=8, seeds=[1])
+    results = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(out), lr=1e-3, batch_size=2, epochs=2,
+                                   max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
     dev = results["runs"][0]["best"]["dev"]
     assert {"exact", "f1", "total"} <= set(dev) and dev["total"] == 3
     (row,) = predict(out / "seed-1" / "best", [("who has a dog ?", context)], top_k=3)
@@ -112,13 +117,14 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
 
 def test_head_reuse_rules(sst2_run):
     """Same label set: the fine-tuned head is kept; a 3-label task gets a fresh head."""
-    from mobilebert.recipes.finetune import TaskSetup, load_model
+    from mobilebert.data.tasks import TaskSetup
+    from mobilebert.finetune.load import load_task_model
 
     best = sst2_run / "seed-1" / "best"
-    saved = load_model(TaskSetup("sst2"), best)
-    again = load_model(TaskSetup("sst2"), best)
+    saved = load_task_model(TaskSetup("sst2"), best)
+    again = load_task_model(TaskSetup("sst2"), best)
     assert saved.classifier.weight.equal(again.classifier.weight)
-    mnli = load_model(TaskSetup("mnli"), best)
+    mnli = load_task_model(TaskSetup("mnli"), best)
     assert mnli.classifier.out_features == 3 and mnli.config.id2label[0] == "contradiction"
     assert MobileBertTokenizer.from_pretrained(best).vocab_size < 5000
 
@@ -132,3 +138,113 @@ def test_bad_cli_input_is_one_line(tmp_path, capsys):
     assert main(["finetune", "--task", "sst2", "--data", str(tmp_path), "--model", str(tmp_path),
                  "--out", str(tmp_path), "--config", str(bad)]) == 2
     assert "unknown key(s) learning_rate" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the record of a run
+def test_a_dev_subset_is_said_in_results_and_summary(sst2_run):
+    from mobilebert.checkpoint import inspect
+    from mobilebert.recipes.finetune import format_summary
+
+    results = json.loads((sst2_run / "results.json").read_text())
+    assert results["hparams"]["eval_examples"] == {"dev": 100} and results["hparams"]["eval_subset"] is True
+    assert "dev: accuracy" in format_summary(results) and "first 100 examples only: a subset" in format_summary(results)
+    info = inspect(sst2_run / "seed-1" / "best")
+    assert (info.task, info.head, info.max_seq_length) == ("sst2", "classifier", 48)
+
+
+def test_resume_refuses_other_settings_and_adds_seeds(tiny_ckpt, tmp_path, capsys):
+    from mobilebert.options import UsageError
+    from mobilebert.recipes.finetune import run
+
+    def cfg(**kw) -> FinetuneConfig:
+        base = dict(lr=1e-3, batch_size=16, epochs=1, max_seq_length=32, max_train_examples=32,
+                    max_eval_examples=16, seeds=[1])
+        return FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path), **{**base, **kw})
+
+    first = train(cfg())
+    with pytest.raises(UsageError, match=r"settings differ .*\(lr 0\.001 -> 0\.0001, epochs 1 -> 2\)"):
+        train(cfg(lr=1e-4, epochs=2, resume=True))
+    assert json.loads((tmp_path / "results.json").read_text()) == first  # the record is untouched
+    again = run(cfg(seeds=[42], resume=True, log_every=5))  # another seed list adds to the run
+    assert [r["seed"] for r in again["runs"]] == [1, 42] and again["runs"][0] == first["runs"][0]
+    assert again["hparams"]["seeds"] == [1, 42] and "2 seed(s) (1, 42)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["hparams"]["seeds"] == [1, 42]
+    assert "- 1\n- 42\n" in (tmp_path / "config.yaml").read_text()
+    capsys.readouterr()
+    flags = ["--lr", "1e-3", "--batch-size", "16", "--epochs", "1", "--max-seq-length", "40",  # 32 before
+             "--max-train-examples", "32", "--max-eval-examples", "16", "--seeds", "1"]
+    assert main(["finetune", "--task", "sst2", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out",
+                 str(tmp_path), "--resume", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "max_seq_length 32 -> 40" in err and len(err.splitlines()) == 1
+
+
+def test_config_relations_are_checked_in_one_place(tmp_path):
+    from mobilebert.options import UsageError, load
+
+    need = {"task": "SST-2", "data": "d", "model": "m", "out": "o"}
+    assert load(FinetuneConfig, values=need).task == "sst2"
+    for extra, message in (({"kd_hidden": 1.0}, "kd_hidden needs a teacher"),
+                           ({"batch_size": 30, "grad_accum": 4}, "batch_size 30 is not divisible by grad_accum 4"),
+                           ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be <= 1"),
+                           ({"task": "nope"}, "unknown GLUE task 'nope'"), ({"dropout": 1.0}, "dropout must be < 1")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load(FinetuneConfig, values={**need, **extra})
+    from mobilebert.recipes.evaluate import EvaluateConfig
+    from mobilebert.recipes.predict import PredictConfig
+
+    for cls in (EvaluateConfig, PredictConfig):  # the same task names everywhere
+        assert load(cls, values={"model": "m", "data": "d", "task": "squad-v2"} if cls is EvaluateConfig
+                    else {"model": "m", "task": "squad-v2"}).task == "squad2"
+        with pytest.raises(UsageError, match="unknown GLUE task 'nope'; choose from .*, squad, squad2"):
+            load(cls, values={"model": "m", "data": "d", "task": "nope"} if cls is EvaluateConfig
+                 else {"model": "m", "task": "nope"})
+
+
+def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):
+    """One decoding + metrics: the score kept during training is the score `evaluate` gives the saved model."""
+    write_squad_sample(tmp_path)
+    res = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(tmp_path / "out"), lr=1e-3, batch_size=2,
+                               epochs=1, max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
+    again = evaluate_checkpoint(tmp_path / "out" / "seed-1" / "best", tmp_path)["dev"]
+    assert again == pytest.approx(res["runs"][0]["best"]["dev"])
+
+
+def test_evaluate_and_predict_recipes(sst2_run, tmp_path, capsys):
+    from mobilebert.options import UsageError, load
+    from mobilebert.recipes.evaluate import EvaluateConfig
+    from mobilebert.recipes.evaluate import run as evaluate_run
+    from mobilebert.recipes.predict import PredictConfig
+    from mobilebert.recipes.predict import run as predict_run
+
+    best = str(sst2_run / "seed-1" / "best")
+    recorded = json.loads((sst2_run / "results.json").read_text())["runs"][0]["best"]["dev"]
+    evaluate_run(EvaluateConfig(model=best, data=str(SAMPLE_DIR), limit=100))
+    assert f"accuracy {recorded['accuracy']:.4f}" in capsys.readouterr().out
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("a gripping , moving film .\n\nboring .\n")
+    rows = predict_run(load(PredictConfig, values={"model": best, "texts": ["dull ."], "file": str(inputs)}))
+    assert [r["text"] for r in rows] == ["dull .", "a gripping , moving film .", "boring ."]
+    printed = [x for x in capsys.readouterr().out.splitlines() if not x.startswith("note:")]
+    assert len(printed) == 3 and printed[0].split("\t")[0] in ("0", "1")
+    inputs.write_text("one\ta\tb\n")
+    with pytest.raises(ValueError, match=r"in\.txt:1: 3 TAB-separated fields"):
+        predict_run(PredictConfig(model=best, file=str(inputs)))
+    with pytest.raises(UsageError, match="one --context per --question"):
+        load(PredictConfig, values={"model": best, "question": ["who?"]})
+
+
+def test_onnx_accuracy_is_the_generic_scoring_path(sst2_run, tmp_path):
+    """An ONNX export scored through glue_accuracy gives the PyTorch model's accuracy (fp32)."""
+    pytest.importorskip("onnxruntime")
+    from mobilebert.deploy.onnx import export_checkpoint
+    from mobilebert.finetune.evaluate import glue_accuracy, onnx_glue_accuracy
+
+    best = sst2_run / "seed-1" / "best"
+    export_checkpoint(best, tmp_path / "onnx")
+    model, _, _ = load_finetuned(best)
+    torch_acc = glue_accuracy(model, best, "sst2", SAMPLE_DIR, limit=100)
+    recorded = json.loads((sst2_run / "results.json").read_text())["runs"][0]["best"]["dev"]["accuracy"]
+    assert torch_acc == pytest.approx(100 * recorded)
+    assert onnx_glue_accuracy(tmp_path / "onnx", best, "sst2", SAMPLE_DIR, int8=False, limit=100) == \
+        pytest.approx(torch_acc)

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from mobilebert.data.glue import (
+    SAMPLE_DIR,
     TASKS,
     compute_metrics,
     get_task,
@@ -143,3 +144,13 @@ def test_published_row_counts(shared_data, task, split):
     assert len(examples) == PUBLISHED[task, split]
     if split != "test":
         assert all(e.label is not None for e in examples)
+
+
+def test_a_limited_read_logs_no_example_count(caplog):
+    """A probe of the file (the pre-flight reads one row) must not print "train.tsv: 1 sst2 examples"."""
+    with caplog.at_level(logging.INFO, logger="mobilebert.data.glue"):
+        read_glue("sst2", SAMPLE_DIR, "train", limit=1)
+    assert not [r for r in caplog.records if "sst2 examples" in r.getMessage()]
+    with caplog.at_level(logging.INFO, logger="mobilebert.data.glue"):
+        read_glue("sst2", SAMPLE_DIR, "dev")
+    assert [r for r in caplog.records if "sst2 examples" in r.getMessage()]

@@ -50,3 +50,29 @@ def test_progress_off_a_terminal_logs_lines_not_redraws(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "mobilebert.progress"]
     assert lines == [lines[-1]] and lines[-1].startswith("tokenize: 1000/1000")  # one line at the end
     assert stream.getvalue() == ""  # nothing drawn
+
+
+def test_loss_plot_gives_each_kind_of_stage_its_own_axis(tmp_path):
+    import json
+
+    import matplotlib.pyplot as plt
+    from mobilebert.report import plot_losses
+
+    recs = [{"step": s, "stage": "progressive.0" if s < 5 else "distill", "loss": 10.0 / s} for s in range(1, 10)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    png = plot_losses({"student": tmp_path / "m.jsonl"}, tmp_path / "loss.png")
+    assert plt.imread(png).shape[0] == round(2 * 2.6 * 110)  # two panels: transfer, then distillation
+
+
+def test_a_subset_is_compared_with_its_own_majority_class(tmp_path):
+    """--max-eval-examples N: the baseline is the first N rows' majority, not the whole split's."""
+    rows = [f"s{i}\t{int(i < 10)}" for i in range(100)]  # the first 10 positive, the other 90 negative
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    assert majority_baseline("sst2", tmp_path, "dev") == ("0", 0.9)
+    assert majority_baseline("sst2", tmp_path, "dev", limit=10) == ("1", 1.0)
+    results = _results(1.0)
+    assert finetune_notes(results, tmp_path) == []  # 1.0 beats the whole split's 0.9
+    results["hparams"].update(eval_examples={"dev": 10}, eval_subset=True)
+    (note,) = finetune_notes(results, tmp_path)  # but not the scored subset's 1.0
+    assert "always answering '1'" in note

@@ -9,22 +9,28 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, tiny_config
+from conftest import TINY, tiny_config, write_squad_sample  # noqa: F401
 from safetensors.torch import load_file
 
 from mobilebert import MobileBertForPreTraining
 from mobilebert.cli import main
 from mobilebert.data.glue import SAMPLE_DIR
+from mobilebert.data.tasks import TaskSetup
 from mobilebert.distill.losses import (
     classification_distillation_loss,
     regression_distillation_loss,
     soft_kl,
     span_distillation_loss,
 )
-from mobilebert.recipes.finetune import TaskSetup, finetune, load_teacher
+from mobilebert.finetune.load import load_teacher
+from mobilebert.recipes.finetune import FinetuneConfig, train
 from mobilebert.tokenizer import MobileBertTokenizer
 
 SMALL = dict(lr=1e-3, batch_size=16, max_seq_length=48, max_train_examples=96, max_eval_examples=48)
+
+
+def _finetune(task: str, data, model, out, teacher=None, **kw) -> dict:
+    return train(FinetuneConfig(task, str(data), str(model), str(out), teacher=teacher and str(teacher), **kw))
 
 
 def _softmax(xs: list[float]) -> list[float]:
@@ -102,7 +108,7 @@ def test_alpha_one_is_the_models_own_loss_and_the_teacher_gets_no_gradient():
 @pytest.fixture(scope="module")
 def teacher(tiny_ckpt, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("teacher")
-    finetune("sst2", SAMPLE_DIR, tiny_ckpt, out, epochs=1, seeds=[7], **SMALL)
+    _finetune("sst2", SAMPLE_DIR, tiny_ckpt, out, epochs=1, seeds=[7], **SMALL)
     return out / "seed-7" / "best"
 
 
@@ -111,8 +117,8 @@ def _weights(run_dir):
 
 
 def test_alpha_one_equals_plain_finetuning_bit_for_bit(tiny_ckpt, teacher, tmp_path):  # noqa: F811
-    plain = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "plain", epochs=1, seeds=[1], **SMALL)
-    kd = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "kd", epochs=1, seeds=[1], teacher=teacher,
+    plain = _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "plain", epochs=1, seeds=[1], **SMALL)
+    kd = _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "kd", epochs=1, seeds=[1], teacher=teacher,
                   kd_alpha=1.0, **SMALL)
     a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "kd")
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
@@ -123,7 +129,7 @@ def test_alpha_one_equals_plain_finetuning_bit_for_bit(tiny_ckpt, teacher, tmp_p
 
 
 def test_teacher_term_changes_training_and_dropout_is_saved(tiny_ckpt, teacher, tmp_path):  # noqa: F811
-    plain = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "plain", epochs=1, seeds=[1], dropout=0.0, **SMALL)
+    plain = _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "plain", epochs=1, seeds=[1], dropout=0.0, **SMALL)
     rc = main(["finetune", "--task", "sst2", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out",
                str(tmp_path / "kd"), "--lr", "1e-3", "--batch-size", "16", "--epochs", "1", "--max-seq-length", "48",
                "--seeds", "1", "--max-train-examples", "96", "--max-eval-examples", "48", "--teacher", str(teacher),
@@ -143,9 +149,9 @@ def test_teacher_is_frozen_in_eval_mode(teacher):
 
 def test_teachers_that_cannot_teach_are_refused_in_one_line(tiny_ckpt, teacher, tmp_path, capsys):  # noqa: F811
     with pytest.raises(ValueError, match="fine-tuned for sst2, not cola"):
-        finetune("cola", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=teacher)
+        _finetune("cola", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=teacher)
     with pytest.raises(ValueError, match="no trained sst2 head"):  # a pre-training checkpoint
-        finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=tiny_ckpt)
+        _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "o", teacher=tiny_ckpt)
     base = ["finetune", "--data", str(SAMPLE_DIR), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o")]
     other = tmp_path / "other-vocab"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
@@ -163,16 +169,12 @@ def test_teachers_that_cannot_teach_are_refused_in_one_line(tiny_ckpt, teacher, 
 
 
 def test_squad_teacher_logits_are_cached_per_real_token_and_distil(tiny_ckpt, tmp_path):  # noqa: F811
-    from mobilebert.recipes.finetune import load_train_data, teacher_logits
+    from mobilebert.data.finetuning import load_train_data
+    from mobilebert.finetune.module import teacher_logits
 
-    context = "the film is a gripping story about a boy and his dog , told with wit and heart ."
-    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
-           for i, (q, a) in enumerate([("what is the film ?", "a gripping story"), ("who has a dog ?", "a boy")])]
-    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
-    for name in ("train-v1.1.json", "dev-v1.1.json"):
-        (tmp_path / name).write_text(json.dumps(data))
+    write_squad_sample(tmp_path)
     args = dict(lr=1e-3, batch_size=2, epochs=1, max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1])
-    finetune("squad", tmp_path, tiny_ckpt, tmp_path / "teacher", **args)
+    _finetune("squad", tmp_path, tiny_ckpt, tmp_path / "teacher", **args)
     teacher_dir = tmp_path / "teacher" / "seed-1" / "best"
     setup = TaskSetup("squad", 32, 8, 8)
     tok = MobileBertTokenizer.from_pretrained(teacher_dir)
@@ -183,14 +185,14 @@ def test_squad_teacher_logits_are_cached_per_real_token_and_distil(tiny_ckpt, tm
         out = model(torch.tensor([ids]), token_type_ids=torch.tensor([types]))
         assert row.shape == (2, len(ids))
         torch.testing.assert_close(row, torch.stack([out.start_logits[0], out.end_logits[0]]), atol=1e-5, rtol=1e-5)
-    kd = finetune("squad", tmp_path, tiny_ckpt, tmp_path / "kd", teacher=teacher_dir, kd_alpha=0.5, **args)
+    kd = _finetune("squad", tmp_path, tiny_ckpt, tmp_path / "kd", teacher=teacher_dir, kd_alpha=0.5, **args)
     assert kd["hparams"]["teacher_dev"]["dev"]["total"] == 2 and kd["runs"][0]["history"][0]["train_loss"] > 0
 
 
 # ----------------------------------------------------------------------------- intermediate transfer
 def test_intermediate_terms_are_zero_for_a_student_equal_to_its_teacher(teacher):
     from mobilebert.distill.losses import TransferMap
-    from mobilebert.recipes.finetune import FinetuneModule
+    from mobilebert.finetune.module import FinetuneModule
 
     t = load_teacher(TaskSetup("sst2", max_seq_length=48), teacher, MobileBertTokenizer.from_pretrained(teacher))
     student = type(t).from_pretrained(teacher).eval()
@@ -215,9 +217,9 @@ def test_intermediate_terms_are_zero_for_a_student_equal_to_its_teacher(teacher)
 
 
 def test_intermediate_transfer_trains_logs_its_terms_and_projects_other_widths(tiny_ckpt, teacher, tmp_path):  # noqa: F811
-    kd = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "kd", epochs=1, seeds=[1], teacher=teacher,
+    kd = _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "kd", epochs=1, seeds=[1], teacher=teacher,
                   kd_alpha=0.5, **SMALL)
-    mid = finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "mid", epochs=1, seeds=[1], teacher=teacher,
+    mid = _finetune("sst2", SAMPLE_DIR, tiny_ckpt, tmp_path / "mid", epochs=1, seeds=[1], teacher=teacher,
                    kd_alpha=0.5, kd_hidden=1.0, kd_attention=1.0, **SMALL)
     assert mid["hparams"]["kd_hidden"] == 1.0 and mid["hparams"]["kd_attention"] == 1.0
     assert mid["runs"][0]["history"][0]["train_loss"] != kd["runs"][0]["history"][0]["train_loss"]
@@ -231,7 +233,7 @@ def test_intermediate_transfer_trains_logs_its_terms_and_projects_other_widths(t
     (wide / "vocab.txt").write_text((tiny_ckpt / "vocab.txt").read_text())
     vocab = len((tiny_ckpt / "vocab.txt").read_text().split())
     MobileBertForPreTraining(tiny_config(vocab_size=vocab, **{**TINY, "hidden_size": 96})).save_pretrained(wide)
-    finetune("sst2", SAMPLE_DIR, wide, tmp_path / "w", epochs=1, seeds=[1], teacher=teacher, kd_hidden=1.0, **SMALL)
+    _finetune("sst2", SAMPLE_DIR, wide, tmp_path / "w", epochs=1, seeds=[1], teacher=teacher, kd_hidden=1.0, **SMALL)
     saved = _weights(tmp_path / "w")
     assert not any("proj" in k for k in saved)
     logged = [json.loads(line) for line in (tmp_path / "w" / "seed-1" / "metrics.jsonl").read_text().splitlines()]

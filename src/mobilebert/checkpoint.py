@@ -1,4 +1,10 @@
-"""Hugging Face checkpoints in and out: key renaming, prefix handling, shape checks, atomic saves.
+"""Hugging Face checkpoints in and out: what a folder holds, key renaming, prefix handling, shape checks, atomic
+saves.
+
+:func:`inspect` is the one answer to "which class and head is this checkpoint, for which task and labels": it reads
+config.json, finetune.json and the tensor *names* (safetensors headers), never the tensors, and imports no torch,
+so the command-line checks can ask it cheaply. ``mobilebert.load.load_model`` builds the model it describes (it
+sits above ``modeling``, which imports this module).
 
 Our module names already match transformers' ``modeling_mobilebert.py``, so the key table is short:
 BERT's ``bert.`` prefix, old TF-style ``gamma``/``beta`` names, and the MLM head's extra matrix. Nothing is
@@ -11,26 +17,38 @@ import json
 import logging
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .config import ConfigError, MobileBertConfig
 
+if TYPE_CHECKING:  # torch is imported by the functions that move tensors, so inspect() stays light
+    import torch
+
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+VOCAB_FILES = ("vocab.txt", "tokenizer.json")
+# sentence-transformers' files: their presence says the folder is a sentence encoder (sentence.PoolingConfig reads them)
+POOLING_FILES = ("modules.json", "1_Pooling/config.json", "sentence_bert_config.json")
+FINETUNE_FILE = "finetune.json"  # what `mobilebert finetune` saved the model for (task, sequence settings)
+# What the weights can hold, and the class that carries each head (names from modeling.MODEL_CLASSES).
+HEAD_CLASSES = {"pretraining": "MobileBertForPreTraining",  # MLM + NSP
+                "mlm": "MobileBertForMaskedLM",
+                "encoder": "MobileBertModel",  # no head (e.g. a sentence encoder)
+                "classifier": "MobileBertForSequenceClassification",  # num_labels 1: regression
+                "qa": "MobileBertForQuestionAnswering"}  # span start / end
 BASE = "mobilebert."
 # Ours <-> Hugging Face, for names that differ (applied to the key's tail).
 RENAMES = {"cls.predictions.extra": "cls.predictions.dense.weight"}
 # Present in some checkpoints, derivable or tied: dropped on load.
 IGNORED_SUFFIXES = ("embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
 
-M = TypeVar("M", bound=torch.nn.Module)
+M = TypeVar("M", bound="torch.nn.Module")
 
 
 class CheckpointError(ValueError):
@@ -40,6 +58,9 @@ class CheckpointError(ValueError):
 # ----------------------------------------------------------------------------- reading
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint folder or file, without executing any pickle."""
+    import torch
+    from safetensors.torch import load_file
+
     path = Path(path)
     if path.is_dir():
         found = [path / n for n in WEIGHT_FILES if (path / n).is_file()]
@@ -139,6 +160,143 @@ def _is_encoder_key(key: str) -> bool:
     return key.startswith(("embeddings.", "encoder."))
 
 
+# ----------------------------------------------------------------------------- what a folder holds
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint folder is, read from its files without loading a tensor (:func:`inspect`).
+
+    ``head`` is what the *weights* hold (one of ``HEAD_CLASSES``), so a config.json that names a class its weights
+    do not fill (an encoder saved as ``BertForPreTraining``) is told apart; ``architecture`` is what config.json
+    names. Pickled ``.bin`` weights are not opened without torch: their head is taken from ``architecture``."""
+
+    path: Path
+    config: MobileBertConfig
+    architecture: str  # config.json's architectures[0], e.g. "BertModel"; "" when it names none
+    head: str  # a key of HEAD_CLASSES
+    weight_file: str | None  # the first of WEIGHT_FILES present; None: no weights
+    weight_names: frozenset[str] | None  # stored tensor names (None for .bin weights)
+    vocab_files: tuple[str, ...]  # the VOCAB_FILES present
+    pooling_files: tuple[str, ...]  # the sentence-transformers POOLING_FILES present
+    finetune: dict[str, Any] | None  # finetune.json (task, max_seq_length, ...) when `mobilebert finetune` wrote it
+
+    @property
+    def model_class(self) -> str:
+        """The class (modeling.MODEL_CLASSES) that loads these weights with their head."""
+        return HEAD_CLASSES[self.head]
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        return self.config.id2label
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        return None if self.config.id2label is None else {v: k for k, v in self.config.id2label.items()}
+
+    @property
+    def is_regression(self) -> bool:
+        return self.head == "classifier" and self.config.num_labels == 1
+
+    @property
+    def task(self) -> str | None:
+        """The task the model was fine-tuned for (finetune.json), else None."""
+        return None if self.finetune is None else self.finetune.get("task")
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The sequence length it was fine-tuned at (finetune.json), else None."""
+        return None if self.finetune is None else self.finetune.get("max_seq_length")
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.config.max_position_embeddings
+
+    @property
+    def is_sentence_encoder(self) -> bool:
+        return bool(self.pooling_files)
+
+
+def _head_from_weights(names: frozenset[str]) -> str:
+    names = frozenset(k for k in names if not k.endswith(IGNORED_SUFFIXES))
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in names)
+
+    if has("classifier."):
+        return "classifier"
+    if has("qa_outputs."):
+        return "qa"
+    if has("cls.predictions."):
+        return "pretraining" if has("cls.seq_relationship.") else "mlm"
+    return "encoder"
+
+
+def _head_from_architecture(arch: str) -> str:
+    kind = arch.replace("MobileBert", "").replace("Bert", "")
+    return {"ForPreTraining": "pretraining", "ForMaskedLM": "mlm", "ForSequenceClassification": "classifier",
+            "ForQuestionAnswering": "qa"}.get(kind, "encoder")
+
+
+def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
+    """Tensor names of a folder's weights, from file headers only (None for pickled .bin weights or none)."""
+    p = Path(path)
+    if (p / "model.safetensors").is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p / "model.safetensors"), framework="np") as f:
+                return frozenset(f.keys())
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{p / 'model.safetensors'}: corrupt or truncated weights file "
+                                  f"({str(e).splitlines()[0]})") from None
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        return frozenset(_read_json(index).get("weight_map", {}))
+    return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return raw
+
+
+def inspect(path: str | os.PathLike) -> CheckpointInfo:
+    """What the checkpoint folder ``path`` holds (see :class:`CheckpointInfo`); one-line errors for a folder
+    that is not a checkpoint or whose config.json / finetune.json cannot be read."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: not a checkpoint directory")
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"{p}: no config.json in the checkpoint directory")
+    raw = _read_json(p / "config.json")
+    archs = raw.get("architectures") or [""]
+    config = MobileBertConfig.from_json(p / "config.json")
+    names = stored_weight_names(p)
+    weight_file = next((n for n in WEIGHT_FILES if (p / n).is_file()), None)
+    head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
+    meta = _read_json(p / FINETUNE_FILE) if (p / FINETUNE_FILE).is_file() else None
+    return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,
+                          weight_names=names, vocab_files=tuple(n for n in VOCAB_FILES if (p / n).is_file()),
+                          pooling_files=tuple(n for n in POOLING_FILES if (p / n).is_file()), finetune=meta)
+
+
+def head_of(model: torch.nn.Module) -> str:
+    """The ``HEAD_CLASSES`` key of a built model (its class, or the model class it derives from)."""
+    heads = {name: head for head, name in HEAD_CLASSES.items()}
+    for klass in type(model).__mro__:
+        if klass.__name__ in heads and klass.__module__.endswith("modeling"):
+            return heads[klass.__name__]
+    raise TypeError(f"{type(model).__name__} is not a MobileBERT model class ({', '.join(HEAD_CLASSES.values())})")
+
+
 # ----------------------------------------------------------------------------- TF1 checkpoints
 TF_SKIP = ("adam_m", "adam_v", "AdamWeightDecayOptimizer", "LAMB", "global_step", "beta1_power", "beta2_power")
 
@@ -183,6 +341,8 @@ def tf_to_hf_key(name: str) -> tuple[str, bool] | None:
 
 def convert_tf_state(tf_vars: dict[str, Any]) -> dict[str, torch.Tensor]:
     """TF1 variables (name -> array, as ``tf.train.load_variable`` gives them) -> a Hugging Face state dict."""
+    import torch
+
     state: dict[str, torch.Tensor] = {}
     for name, array in tf_vars.items():
         mapped = tf_to_hf_key(name)
@@ -227,6 +387,8 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, dtype: torc
     """config.json + model.safetensors, each written to a temp file and renamed into place. ``dtype`` (e.g.
     float16, to halve a shipped file) casts the stored floating-point weights; config.json then still says
     ``dtype: float32``, so both our loader and transformers build fp32 models from them."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config: MobileBertConfig = model.config
@@ -244,5 +406,6 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, dtype: torc
     atomic_write_text(path / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["CheckpointError", "ConfigError", "convert_tf_state", "load_pretrained", "load_state", "load_tf_checkpoint",
-           "read_state_dict", "save_pretrained", "tf_to_hf_key", "to_hf_state_dict"]
+__all__ = ["CheckpointError", "CheckpointInfo", "ConfigError", "convert_tf_state", "head_of", "inspect",
+           "load_pretrained", "load_state", "load_tf_checkpoint", "read_state_dict", "save_pretrained",
+           "stored_weight_names", "tf_to_hf_key", "to_hf_state_dict"]

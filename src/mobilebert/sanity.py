@@ -18,15 +18,17 @@ CORRELATION_FLOOR = 0.1  # Matthews / Pearson / Spearman
 PROBABILITY_MARGIN = 0.05  # above 1 / number of labels
 
 
-def majority_baseline(task: str, data_dir: str | os.PathLike, split: str) -> tuple[str, float] | None:
-    """(label, share) of the most common label of a labelled GLUE split; None when it cannot be read."""
+def majority_baseline(task: str, data_dir: str | os.PathLike, split: str,
+                      limit: int | None = None) -> tuple[str, float] | None:
+    """(label, share) of the most common label of a labelled GLUE split (its first ``limit`` rows: the subset that
+    was scored); None when it cannot be read."""
     from .data import glue
 
     t = glue.get_task(task)
     if t.is_regression:
         return None
     try:
-        labels = [e.label for e in glue.read_glue(t, data_dir, split)]
+        labels = [e.label for e in glue.read_glue(t, data_dir, split, limit=limit)]
     except (OSError, ValueError):
         return None
     if not labels:
@@ -35,8 +37,10 @@ def majority_baseline(task: str, data_dir: str | os.PathLike, split: str) -> tup
     return t.labels[label], count / len(labels)
 
 
-def score_notes(task: str, metrics: dict[str, dict[str, float]], data_dir: str | os.PathLike | None) -> list[str]:
-    """Notes for dev metrics (split -> metric -> value) that are no better than a constant prediction."""
+def score_notes(task: str, metrics: dict[str, dict[str, float]], data_dir: str | os.PathLike | None,
+                limit: int | None = None) -> list[str]:
+    """Notes for dev metrics (split -> metric -> value) that are no better than a constant prediction (on the
+    first ``limit`` examples when only those were scored)."""
     from .data import glue
 
     try:
@@ -48,7 +52,7 @@ def score_notes(task: str, metrics: dict[str, dict[str, float]], data_dir: str |
         if not isinstance(m, dict):
             continue
         if "accuracy" in m and data_dir is not None:
-            base = majority_baseline(t.name, data_dir, split)
+            base = majority_baseline(t.name, data_dir, split, limit)
             if base is not None and m["accuracy"] <= base[1] + ACCURACY_MARGIN:
                 notes.append(f"{split} accuracy {m['accuracy']:.4f} is no better than always answering "
                              f"{base[0]!r} ({base[1]:.4f}): the model has not learned {t.name}; try a higher "
@@ -61,10 +65,11 @@ def score_notes(task: str, metrics: dict[str, dict[str, float]], data_dir: str |
 
 def finetune_notes(results: dict[str, Any], data_dir: str | os.PathLike | None) -> list[str]:
     """Notes for a ``finetune`` result: its mean dev scores over seeds against the trivial baselines."""
-    summary = results.get("summary", {})
+    summary, hp = results.get("summary", {}), results.get("hparams", {})
     means = {split: {k: v["mean"] for k, v in m.items() if isinstance(v, dict) and "mean" in v}
              for split, m in summary.items()}
-    return score_notes(results.get("hparams", {}).get("task", ""), means, data_dir)
+    limit = max(hp.get("eval_examples", {}).values(), default=None) if hp.get("eval_subset") else None
+    return score_notes(hp.get("task", ""), means, data_dir, limit)
 
 
 def prediction_notes(rows: Sequence[dict[str, Any]], num_labels: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Fine-tuning data: GLUE / SQuAD examples -> token ids -> padded batches, and the resumable training loader.
 
-``TaskSetup`` is what a fine-tuned model remembers about its data (saved as finetune.json). ``FinetuneLoader``
+``TaskSetup`` (data/tasks.py) is what a fine-tuned model remembers about its data. ``FinetuneLoader``
 gives one rank its micro-batches of one epoch: the epoch's order is a permutation drawn from ``seed`` (the
 same order for every rank), each global batch is split across ranks and accumulation steps, and a cursor makes
 it resume exactly where a checkpoint left off.
@@ -20,42 +20,9 @@ from torch import Tensor
 
 from ..tokenizer import MobileBertTokenizer
 from . import glue, squad
+from .tasks import SQUAD_TASKS, TaskSetup
 
 log = logging.getLogger(__name__)
-
-SQUAD_TASKS = {"squad": ("train-v1.1.json", "dev-v1.1.json"), "squad2": ("train-v2.0.json", "dev-v2.0.json")}
-
-
-@dataclass
-class TaskSetup:
-    """What evaluation and prediction need to know about a fine-tuned model (saved as finetune.json)."""
-
-    task: str
-    max_seq_length: int = 128
-    doc_stride: int = 128
-    max_query_length: int = 64
-    max_answer_length: int = 30
-    null_threshold: float = 0.0
-
-    @property
-    def is_squad(self) -> bool:
-        return self.task in SQUAD_TASKS
-
-    @property
-    def version_2(self) -> bool:
-        return self.task == "squad2"
-
-    @property
-    def is_regression(self) -> bool:
-        return not self.is_squad and glue.get_task(self.task).is_regression
-
-
-def task_name(task: str) -> str:
-    key = task.lower().replace("_", "").replace("-v2", "2").replace("v1.1", "")
-    if key in ("squad", "squad2", "squadv2", "squad2.0"):
-        return "squad2" if "2" in key else "squad"
-    return glue.get_task(task).name
-
 
 # ----------------------------------------------------------------------------- examples -> ids
 @dataclass

@@ -190,7 +190,8 @@ def read_glue(task: GlueTask | str, data_dir: str | os.PathLike, split: str,
         log.warning("%s: skipped %d empty line(s)", path, empty)
     if bad:
         log.warning("%s: skipped %d row(s) whose label is outside %s", path, bad, task.labels or "a number")
-    log.info("%s: %d %s examples", path, len(examples), task.name)
+    if limit is None:  # a limited read (a probe of the file, a --max-eval-examples subset) is said by its caller
+        log.info("%s: %d %s examples", path, len(examples), task.name)
     return examples
 
 

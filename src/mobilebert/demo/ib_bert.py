@@ -24,9 +24,9 @@ from ..atomic import atomic_write_text
 from ..data.instances import sample_corpus_path
 from ..data.pretraining import PretrainingDataset
 from ..data.shards import prepare_pretraining
+from ..finetune.load import load_finetuned
 from ..modeling import MobileBertForPreTraining
 from ..recipes.distill import DistillConfig, distill, evaluate_mlm
-from ..recipes.finetune import load_finetuned
 from ..recipes.pretrain_teacher import TeacherConfig, pretrain_teacher
 from ..train.trainer import TrainConfig
 from . import report

@@ -21,9 +21,9 @@ from typing import Any
 from ..data import glue
 from ..data.corpus import prepare_corpus
 from ..data.sts import read_sts
+from ..finetune.load import load_finetuned
 from ..modeling import MobileBertModel
 from ..recipes.distill import DistillConfig, distill
-from ..recipes.finetune import load_finetuned
 from ..sentence import SentenceEncoder, sts_score
 from ..tokenizer import ASSETS
 from ..train.trainer import TrainConfig

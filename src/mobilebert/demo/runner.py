@@ -14,7 +14,8 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..data import glue
-from ..recipes.finetune import finetune, onnx_glue_accuracy
+from ..finetune.evaluate import onnx_glue_accuracy
+from ..recipes.finetune import FinetuneConfig, train
 from ..sanity import majority_baseline
 from .report import markdown_table, write_report
 
@@ -133,9 +134,10 @@ def finetune_sst2(run: Run, lrs: dict[str, float]) -> None:
     sizes, out = run.sizes, run.out
     accuracy = {}
     for name, lr in lrs.items():
-        res = finetune("sst2", glue.SAMPLE_DIR, run.checkpoints[name], out / "finetune" / name, lr=lr,
-                       batch_size=32, epochs=sizes.finetune_epochs, max_seq_length=64, seeds=[0],
-                       max_train_examples=sizes.finetune_rows, max_eval_examples=sizes.eval_rows)
+        res = train(FinetuneConfig(task="sst2", data=str(glue.SAMPLE_DIR), model=str(run.checkpoints[name]),
+                                   out=str(out / "finetune" / name), lr=lr, batch_size=32,
+                                   epochs=sizes.finetune_epochs, max_seq_length=64, seeds=[0],
+                                   max_train_examples=sizes.finetune_rows, max_eval_examples=sizes.eval_rows))
         accuracy[name] = 100 * res["summary"]["dev"]["accuracy"]["mean"]
         run.checkpoints[f"{name}-sst2"] = str(out / "finetune" / name / "seed-0" / "best")
     run.results["sst2_dev_accuracy"] = accuracy

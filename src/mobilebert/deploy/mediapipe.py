@@ -31,7 +31,6 @@ model + softmax/pooling, inputs right-padded to ``seq_len`` as MediaPipe pads th
 from __future__ import annotations
 
 import io
-import json
 import os
 import unicodedata
 import zipfile
@@ -44,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..atomic import atomic_path
+from ..checkpoint import head_of, inspect
 from ..data.glue import SAMPLE_DIR, read_glue
-from ..modeling import MobileBertForSequenceClassification, MobileBertModel
 from ..sentence import PoolingConfig, SentenceEncoder
 from ..tokenizer import MobileBertTokenizer
 from .mobile import _check_target, _example, convert_litert
@@ -63,12 +62,13 @@ GLUE_LABEL_NAMES = {"sst2": ("negative", "positive"), "cola": ("unacceptable", "
 
 def task_of(model: nn.Module) -> str:
     """``"classifier"`` (TextClassifier) or ``"embedder"`` (TextEmbedder); ValueError for any other head."""
-    if isinstance(model, MobileBertForSequenceClassification):
+    head = head_of(model)
+    if head == "classifier":
         if model.config.num_labels < 2:
             raise ValueError(f"a regression head ({model.config.num_labels} output) is not a classifier; "
                              "TextClassifier needs at least 2 classes")
         return "classifier"
-    if type(model) is MobileBertModel:
+    if head == "encoder":
         return "embedder"
     raise ValueError(f"{type(model).__name__} is neither a sequence classifier nor an encoder (MobileBertModel); "
                      "MediaPipe's text tasks run only those")
@@ -79,14 +79,9 @@ def label_names(model_dir: str | os.PathLike, model: nn.Module) -> list[str]:
     digits and the folder's finetune.json names the task (SST-2: negative, positive)."""
     n = model.config.num_labels
     names = [model.config.id2label[i] for i in range(n)] if model.config.id2label else [f"LABEL_{i}" for i in range(n)]
-    meta = Path(model_dir) / "finetune.json"
-    if meta.is_file() and all(x.isdigit() or x.startswith("LABEL_") for x in names):
-        try:
-            task = str(json.loads(meta.read_text(encoding="utf-8")).get("task", ""))
-        except json.JSONDecodeError:
-            task = ""
-        if len(GLUE_LABEL_NAMES.get(task, ())) == n:
-            names = list(GLUE_LABEL_NAMES[task])
+    task = inspect(model_dir).task or ""
+    if all(x.isdigit() or x.startswith("LABEL_") for x in names) and len(GLUE_LABEL_NAMES.get(task, ())) == n:
+        names = list(GLUE_LABEL_NAMES[task])
     return names
 
 

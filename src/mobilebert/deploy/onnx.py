@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError
 from ..config import MobileBertConfig
-from ..modeling import MODEL_CLASSES, ModelOutput
+from ..load import load_model
+from ..modeling import ModelOutput
 from .optimize import FastMobileBert, optimize_for_inference
 
 log = logging.getLogger(__name__)
@@ -203,24 +203,9 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False
 
 
 def load_for_export(model_dir: str | os.PathLike) -> nn.Module:
-    """Load a checkpoint folder with the class named in its config.json; any missing weight is an error
+    """The checkpoint's own class and head (``mobilebert.load.load_model``); any missing weight is an error
     (an export with freshly initialised weights would silently ship a random head)."""
-    model_dir = Path(model_dir)
-    cfg_path = model_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json (not a checkpoint folder)")
-    try:
-        archs = json.loads(cfg_path.read_text(encoding="utf-8")).get("architectures") or ["MobileBertModel"]
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
-    name = archs[0].replace("MobileBert", "").replace("Bert", "")
-    cls = MODEL_CLASSES.get(f"MobileBert{name}", MODEL_CLASSES["MobileBertModel"])
-    model = cls.from_pretrained(model_dir)
-    missing = getattr(model, "loading_info", {}).get("missing_keys", [])
-    if missing:
-        raise CheckpointError(f"{model_dir}: checkpoint does not match {cls.__name__}: {len(missing)} weights "
-                              f"missing, e.g. {', '.join(missing[:3])}")
-    return model
+    return load_model(model_dir)
 
 
 def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,

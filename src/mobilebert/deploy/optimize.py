@@ -26,12 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import head_of
 from ..config import MobileBertConfig
 from ..modeling import (
-    MobileBertForMaskedLM,
-    MobileBertForPreTraining,
-    MobileBertForQuestionAnswering,
-    MobileBertForSequenceClassification,
     MobileBertLayer,
     MobileBertModel,
     ModelOutput,
@@ -343,7 +340,7 @@ class FastMobileBert(_Buffers):
 
     def __init__(self, model: nn.Module, trigram_tables: bool = False) -> None:
         super().__init__()
-        self.head = _head_kind(model)
+        self.head = head_of(model)  # checkpoint.HEAD_CLASSES' names
         self.config: MobileBertConfig = copy.deepcopy(model.config)
         base = model if isinstance(model, MobileBertModel) else model.mobilebert
         c = self.config
@@ -355,11 +352,11 @@ class FastMobileBert(_Buffers):
         if base.pooler is not None and base.pooler.dense is not None:
             self.pooler_dense = _t(_lin(base.pooler.dense))
             self.pool_W, self.pool_b = self.put("pool_W", self.pooler_dense[0]), self.put("pool_b", self.pooler_dense[1])
-        if self.head == "seqcls":
+        if self.head == "classifier":
             self.put_linear("cls_W", "cls_b", model.classifier)
         elif self.head == "qa":
             self.put_linear("qa_W", "qa_b", model.qa_outputs)
-        elif self.head in ("mlm", "pretrain"):
+        elif self.head in ("mlm", "pretraining"):
             p = model.cls.predictions
             self.put_linear("mlm_W", "mlm_b", p.transform.dense)
             self.mlm_ln_w, self.mlm_ln_b = self.put("mlm_ln_w", p.transform.LayerNorm.weight.detach()), \
@@ -370,7 +367,7 @@ class FastMobileBert(_Buffers):
                 parts.append(p.extra.detach())
             dec = torch.cat(parts)  # (H, V): one GEMM
             self.dec, self.dec_b = self.put("dec", dec), self.put("dec_b", p.bias.detach())
-            if self.head == "pretrain":
+            if self.head == "pretraining":
                 self.put_linear("nsp_W", "nsp_b", model.cls.seq_relationship)
         self.act = ACTS[c.hidden_act]
         self.out_dtype = torch.float32
@@ -410,12 +407,12 @@ class FastMobileBert(_Buffers):
         seq = h.view(B, T, H)
         hs = tuple(x.view(B, T, H).to(self.out_dtype) for x in hidden) if output_hidden_states else None
         f = self.out_dtype
-        if self.head == "seqcls":
+        if self.head == "classifier":
             return ModelOutput(logits=(self._pool(seq) @ self.cls_W + self.cls_b).to(f), hidden_states=hs)
         if self.head == "qa":
             start, end = torch.addmm(self.qa_b, h, self.qa_W).view(B, T, 2).to(f).unbind(-1)
             return ModelOutput(start_logits=start, end_logits=end, hidden_states=hs)
-        if self.head in ("mlm", "pretrain"):
+        if self.head in ("mlm", "pretraining"):
             t = F.layer_norm(self.act(torch.addmm(self.mlm_b, h, self.mlm_W)), (H,), self.mlm_ln_w, self.mlm_ln_b,
                              self.mlm_eps)
             logits = torch.addmm(self.dec_b, t, self.dec).view(B, T, -1).to(f)
@@ -433,17 +430,9 @@ class FastMobileBert(_Buffers):
 
     def output_names(self) -> list[str]:
         """Output fields this model fills (ONNX output names)."""
-        return {"seqcls": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits", "last_hidden_state"],
-                "pretrain": ["prediction_logits", "seq_relationship_logits", "last_hidden_state"],
-                "base": ["last_hidden_state"] + (["pooler_output"] if self.has_pooler else [])}[self.head]
-
-
-def _head_kind(model: nn.Module) -> str:
-    for cls, kind in ((MobileBertForSequenceClassification, "seqcls"), (MobileBertForQuestionAnswering, "qa"),
-                      (MobileBertForMaskedLM, "mlm"), (MobileBertForPreTraining, "pretrain"), (MobileBertModel, "base")):
-        if isinstance(model, cls):
-            return kind
-    raise TypeError(f"cannot optimize {type(model).__name__}: expected a MobileBERT model class")
+        return {"classifier": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits", "last_hidden_state"],
+                "pretraining": ["prediction_logits", "seq_relationship_logits", "last_hidden_state"],
+                "encoder": ["last_hidden_state"] + (["pooler_output"] if self.has_pooler else [])}[self.head]
 
 
 def optimize_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..checkpoint import inspect
 from ..config import MobileBertConfig
 from ..data.pretraining import check_data, prepared_seq_length, pretraining_loaders
 from ..data.sts import read_sts
@@ -94,11 +96,10 @@ def check_distill_inputs(cfg: DistillConfig) -> DistillConfig:
     return cfg
 
 
-def has_untrained_heads(teacher: MobileBertForPreTraining) -> bool:
-    """True when the checkpoint held no MLM/NSP head (an encoder such as all-MiniLM-L6-v2): loading it left
-    the heads randomly initialised, so they must never teach."""
-    missing = getattr(teacher, "loading_info", {}).get("missing_keys", [])
-    return any(k.startswith("cls.") for k in missing)
+def has_untrained_heads(teacher_dir: str | Path) -> bool:
+    """True when the checkpoint holds no MLM + NSP heads (an encoder such as all-MiniLM-L6-v2): loading it as
+    ``MobileBertForPreTraining`` initialises them randomly, so they must never teach."""
+    return inspect(teacher_dir).head != "pretraining"
 
 
 def check_headless(cfg: DistillConfig, headless: bool) -> None:
@@ -193,7 +194,7 @@ def build_distillation(cfg: DistillConfig) -> tuple[DistillModule, list[Stage]]:
     teacher, tmap, copied = None, None, []
     if cfg.strategy != "none":  # DistillConfig.check: a teacher is given
         teacher = MobileBertForPreTraining.from_pretrained(cfg.teacher)
-        headless = has_untrained_heads(teacher)
+        headless = has_untrained_heads(cfg.teacher)
         check_headless(cfg, headless)
         tmap = TransferMap.build(teacher.config, student.config, cfg.layer_map)
         for note in tmap.notes:
@@ -229,7 +230,7 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
                                           trim=cfg.trim_padding)
     export = cfg.export
     if export == "auto":
-        export = "encoder" if module.teacher is not None and has_untrained_heads(module.teacher) else "pretraining"
+        export = "encoder" if module.teacher is not None and has_untrained_heads(cfg.teacher) else "pretraining"
     sts = read_sts(cfg.eval_sts) if cfg.eval_sts else None
     task = DistillTask(module, export, cfg.teacher, cfg.pooling, sts)
     if d.main:
