@@ -26,12 +26,13 @@ class Command:
     help: str
     example: str
     resumable: bool = False  # its output is a training folder that --resume continues
+    entry: str = "main"  # the recipe's function the command runs: entry(cfg) (and resume= where resumable)
 
     def config_class(self) -> type:
         return getattr(importlib.import_module(self.module), self.config)
 
     def main(self) -> Any:
-        return importlib.import_module(self.module).main
+        return getattr(importlib.import_module(self.module), self.entry)
 
 
 R = "mobilebert.recipes."
@@ -58,19 +59,20 @@ COMMANDS: dict[str, Command] = {
                         "--seeds 1,2,3\n  mobilebert finetune configs/finetune_squad.yaml task=squad data=squad/ "
                         "model=CKPT out=runs/squad\n  mobilebert finetune --task sst2 --data ../shared/data/glue "
                         "--model STUDENT --teacher runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 "
-                        "--kd-hidden 1 --kd-attention 1 --dropout 0.1 --out runs/sst2-kd", resumable=True),
+                        "--kd-hidden 1 --kd-attention 1 --dropout 0.1 --out runs/sst2-kd", resumable=True,
+                        entry="run"),
     "evaluate": Command(R + "evaluate", "EvaluateConfig", "Score a fine-tuned model on dev splits, or write "
                         "GLUE-server files for test.",
                         "mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue\n"
                         "  mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue --split test "
-                        "--out submission/"),
+                        "--out submission/", entry="run"),
     "predict": Command(R + "predict", "PredictConfig", "Run a fine-tuned model on sentences, sentence pairs or "
                        "question + context.",
                        "mobilebert predict --model runs/sst2/seed-1/best \"a gripping , moving film .\"\n"
                        "  mobilebert predict --model runs/rte/seed-1/best --pair \"A man sleeps.\" \"Someone rests.\"\n"
                        "  mobilebert predict --model runs/squad/seed-1/best --question \"Who won?\" --context \"...\"\n"
                        "  mobilebert predict --model runs/sst2/seed-1/best --file reviews.txt   "
-                       "(one input per line; TAB between the two texts of a pair)"),
+                       "(one input per line; TAB between the two texts of a pair)", entry="run"),
     "prepare-pretraining": Command(R + "prepare_pretraining", "PrepareConfig", "Raw text files -> sharded MLM + NSP "
                                    "pre-training examples (BERT recipe) with a manifest.",
                                    "mobilebert prepare-pretraining ../shared/data/wikitext-2/wiki.valid.raw --out "
@@ -163,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         cls = command.config_class()
         path, overrides, values, names = flags.config_from_args(cls, args)
         cfg = load(cls, path, overrides, values, names)
-        resume, overwrite = getattr(args, "resume", False), getattr(args, "overwrite", False)
+        resume = getattr(args, "resume", False) or getattr(cfg, "resume", False)  # a flag, or the config's own
+        overwrite = getattr(args, "overwrite", False)
         check_inputs(args.command, cfg, names, resume=resume, overwrite=overwrite)  # files, before any work
         for key, kind in output_fields(cfg):
             outputs.claim(_get(cfg, key), overwrite, training=kind == "run")
         run = command.main()
-        return run(cfg, resume=resume) if command.resumable else run(cfg)
+        rc = run(cfg, resume=resume) if command.resumable and not hasattr(cfg, "resume") else run(cfg)
+        return rc if isinstance(rc, int) else 0  # a recipe's run() returns its results
 
     try:
         return run_guarded(title, work, outputs, argv, command.resumable, debug)

@@ -140,7 +140,7 @@ def _distill(cfg: Any, n: Callable[[str], str]) -> None:
 # ----------------------------------------------------------------------------- fine-tuning
 def _task(name: str, n: Callable[[str], str]) -> str:
     from ..data import glue
-    from ..data.finetuning import task_name
+    from ..data.tasks import task_name
 
     try:
         return task_name(name)
@@ -167,7 +167,7 @@ def _glue_examples(task: Any, data: str, split: str, n: Callable[[str], str]) ->
 
 def _squad_files(data: str, task: str, splits: tuple[str, ...], n: Callable[[str], str]) -> None:
     from ..data import squad
-    from ..data.finetuning import SQUAD_TASKS
+    from ..data.tasks import SQUAD_TASKS
 
     for split, name in zip(("train", "dev"), SQUAD_TASKS[task], strict=True):
         if split not in splits:

@@ -101,7 +101,7 @@ def fill(p: argparse.ArgumentParser, cls: type, resumable: bool) -> argparse.Arg
                    "(flags win over both)")
     p.add_argument("--config", dest="opt_config", metavar="FILE", help="YAML settings file (same keys as the flags, with _ )")
     add_fields(p, cls)
-    if resumable:
+    if resumable and "resume" not in {f.name for f in dataclasses.fields(cls)}:  # else the config's own field
         p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output "
                        "folder (same settings)")
     if _writes(cls):

@@ -15,12 +15,13 @@ from ..sanity import score_notes
 class EvaluateConfig:
     """Every setting of ``mobilebert evaluate``."""
 
-    model: str = option(help="a folder written by `mobilebert finetune` (seed-N/best)")
-    data: str = option(help="GLUE root (or task folder), or a SQuAD dev JSON / its folder")
+    model: str = option(help="a folder written by `mobilebert finetune` (seed-N/best)", path="model")
+    data: str = option(help="GLUE root (or task folder), or a SQuAD dev JSON / its folder", path="exists")
     task: str | None = option(None, help="only needed for checkpoints without finetune.json")
     split: list[str] = option(factory=list, help="split(s) to run, e.g. dev, test, dev_mismatched (default: every "
                               "dev split)")
-    out: str | None = option(None, help="folder for eval_results.json, GLUE-server files or SQuAD predictions")
+    out: str | None = option(None, help="folder for eval_results.json, GLUE-server files or SQuAD predictions",
+                             output="file")
     batch_size: int = option(64, help="examples per forward pass", at_least=1, affects_result=False)
     limit: int | None = option(None, help="first N examples only", at_least=1)
     allow_untrained_head: bool = option(False, help="score a checkpoint whose task head was never trained "

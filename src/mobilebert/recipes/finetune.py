@@ -50,9 +50,10 @@ class FinetuneConfig:
     """Every setting of ``mobilebert finetune`` (flags, YAML keys and ``key=value`` overrides alike)."""
 
     task: str = option(help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, squad, squad2")
-    data: str = option(help="GLUE root (or task folder), or the folder with SQuAD's JSON")
-    model: str = option(help="checkpoint folder (ours, HF MobileBERT or HF BERT)")
-    out: str = option(help="output folder: seed-N/best, metrics.jsonl, results.json", affects_result=False)
+    data: str = option(help="GLUE root (or task folder), or the folder with SQuAD's JSON", path="exists")
+    model: str = option(help="checkpoint folder (ours, HF MobileBERT or HF BERT)", path="model")
+    out: str = option(help="output folder: seed-N/best, metrics.jsonl, results.json", output="run",
+                      affects_result=False)
     lr: float = option(5e-5, help="peak learning rate, AdamW with warm-up and linear decay", above=0)
     batch_size: int = option(32, help="examples per step", at_least=1)
     epochs: int = option(3, help="passes over the training set; the best epoch is kept", at_least=1)
@@ -73,7 +74,8 @@ class FinetuneConfig:
     dropout: float | None = option(None, help="override hidden, attention and classifier dropout (e.g. 0.0)",
                                    at_least=0, below=1)
     teacher: str | None = option(None, help="task-specific distillation: a model already fine-tuned on this task, "
-                                 "with the student's vocabulary (its outputs on the training set are computed once)")
+                                 "with the student's vocabulary (its outputs on the training set are computed once)",
+                                 path="checkpoint")
     kd_alpha: float = option(0.5, help="weight of the label loss; 1 - alpha goes to the teacher", at_least=0,
                              at_most=1)
     kd_temperature: float = option(1.0, help="softmax temperature of the teacher term", above=0)

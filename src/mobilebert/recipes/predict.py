@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 class PredictConfig:
     """Every setting of ``mobilebert predict``."""
 
-    model: str = option(help="a folder written by `mobilebert finetune`")
+    model: str = option(help="a folder written by `mobilebert finetune`", path="model")
     texts: list[str] = option(factory=list, help="sentences to classify", positional=True)
     pair: list[list[str]] = option(factory=list, help="a sentence pair A B (repeatable)")
     question: list[str] = option(factory=list, help="a question (with --context; repeatable)")
     context: list[str] = option(factory=list, help="the context of each --question")
     file: str | None = option(None, help="inputs, one per line: a sentence, or two texts separated by a TAB "
-                              "(sentence pair, or question TAB context)")
+                              "(sentence pair, or question TAB context)", path="text")
     task: str | None = option(None, help="only needed for checkpoints without finetune.json")
     top_k: int = option(1, help="also print the next best labels / answers", at_least=1)
     allow_untrained_head: bool = option(False, help="run a checkpoint whose task head was never trained (its "
@@ -38,6 +38,8 @@ class PredictConfig:
         if len(self.question) != len(self.context):
             raise ValueError(f"give one --context per --question ({len(self.question)} --question, "
                              f"{len(self.context)} --context)")
+        if not (self.texts or self.pair or self.question or self.file):
+            raise ValueError("nothing to predict: give sentences, --pair, --question/--context or --file")
         if any(len(p) != 2 for p in self.pair):
             raise ValueError("--pair takes two texts, A and B")
 
