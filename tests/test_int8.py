@@ -67,6 +67,7 @@ def accuracy(fn, data) -> float:
     return float((logits.argmax(-1) == y).float().mean())
 
 
+@pytest.mark.slow  # trains a small model, then scores the dev sample in three backends
 def test_int8_within_one_point_of_fp32(trained, tmp_path):
     model, dev = trained
     fp32 = accuracy(model, dev)

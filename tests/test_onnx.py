@@ -50,6 +50,7 @@ def _checkpoint(tmp_path):
     return tmp_path / "ckpt"
 
 
+@pytest.mark.slow  # the CLI end to end: export fp32 + int8, bench (the README run covers it too)
 def test_cli_export_int8_and_bench(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path)
     assert main(["export", "--format", "onnx", "--int8", str(ckpt), str(tmp_path / "onnx")]) == 0
