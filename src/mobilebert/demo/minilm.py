@@ -139,7 +139,7 @@ def zero_shot_sts(run: Run) -> None:
 
 
 def finetune_students(run: Run) -> None:
-    """The teacher's own fine-tuned score is in docs/results.md; the demo fine-tunes the three students."""
+    """The teacher's own fine-tuned score is in docs/benchmarks.md; the demo fine-tunes the three students."""
     finetune_sst2(run, {n: run.sizes.finetune_lr for n in MODELS if n != "teacher"})
 
 

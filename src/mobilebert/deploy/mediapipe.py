@@ -210,7 +210,7 @@ def app_text(text: str) -> str:
     MediaPipe's BERT tokenizer lower-cases ASCII only, keeps accents (``café`` -> [UNK]), splits words only at
     ASCII whitespace, keeps control and format characters inside words and stops reading at NUL. Ours, as
     BERT's: drop control/format characters, any Unicode space splits, lower-case, NFD, drop combining marks.
-    docs/mobile.md has this function in Kotlin and Swift; tests/test_mediapipe.py measures it.
+    docs/guide-deploy.md has this function in Kotlin and Swift; tests/test_mediapipe.py measures it.
     """
     out = []
     for ch in unicodedata.normalize("NFD", text.lower()):

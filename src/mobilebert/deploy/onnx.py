@@ -118,7 +118,7 @@ class OnnxModel:
 
     ``spin=False`` stops ONNX Runtime's idle worker threads from spinning for 10-30 ms after each call: set it
     when other compute (PyTorch, a second session) shares the cores, which spinning slows by up to 2.5x; it
-    costs ONNX Runtime itself ~40% latency when it runs alone (docs/results.md).
+    costs ONNX Runtime itself ~40% latency when it runs alone (docs/notes/history.md).
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, int8: bool = False,
