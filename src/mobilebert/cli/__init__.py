@@ -61,6 +61,13 @@ COMMANDS: dict[str, Command] = {
                         "--model STUDENT --teacher runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 "
                         "--kd-hidden 1 --kd-attention 1 --dropout 0.1 --out runs/sst2-kd", resumable=True,
                         entry="run"),
+    "build": Command(R + "build", "BuildConfig", "Your labelled data to an app in one resumable command: fine-tune "
+                     "the teacher, distil the student (soft labels + intermediate transfer), score both in fp32 and "
+                     "int8, ship int8 only if it keeps the score, write the model folder, ONNX, the MediaPipe "
+                     ".tflite and report.md.",
+                     "mobilebert build --task text-classification --train train.csv --validation dev.csv --out "
+                     "runs/app\n  mobilebert build --task text-classification --train train.csv --validation dev.csv "
+                     "--out runs/app --resume   (continues the stage that stopped)", resumable=True, entry="main"),
     "evaluate": Command(R + "evaluate", "EvaluateConfig", "Score a fine-tuned model on dev splits, or write "
                         "GLUE-server files for test.",
                         "mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue\n"

@@ -254,8 +254,30 @@ def _predict(cfg: Any, n: Callable[[str], str]) -> None:
         raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
 
 
+def _build(cfg: Any, n: Callable[[str], str]) -> None:
+    """The first stage's fine-tuning run passes finetune's own checks (task, data files, columns, sequence
+    length), and the default teacher and student are where they should be."""
+    import dataclasses
+
+    from ..build import Plan, default_student, default_teacher, finetune_config
+
+    try:
+        teacher, student = cfg.teacher or str(default_teacher()), cfg.student or str(default_student())
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    plan = Plan(teacher, student, cfg.max_seq_length or 8, "", [cfg.seed])
+    try:
+        first = finetune_config(cfg, plan, Path(cfg.out), "teacher")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    first = dataclasses.replace(first, resume=False)
+    for model, name in ((teacher, "teacher"), (student, "student")):
+        _finetune(dataclasses.replace(first, model=model, max_seq_length=cfg.max_seq_length), lambda k, m=name: {
+            "model": n(m), "max_seq_length": n("max_seq_length")}.get(k, n(k)))
+
+
 COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {
     "export": _export, "bench": _bench, "prepare-pretraining": _prepare, "sts": _sts,
     "pretrain-teacher": _teacher, "distill": _distill, "finetune": _finetune, "evaluate": _evaluate,
-    "predict": _predict,
+    "predict": _predict, "build": _build,
 }

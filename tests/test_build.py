@@ -1,0 +1,195 @@
+"""``mobilebert build``: the stages end to end on the bundled SST-2 sample with tiny models, resume after a stop
+in each stage, the sequence-length default, and bad input in one line."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import TINY, small_config, tiny_ckpt  # noqa: F401
+
+from mobilebert.build import STAGES, choose_seq_length, run_build
+from mobilebert.cli import main
+from mobilebert.data.glue import SAMPLE_DIR
+from mobilebert.modeling import MobileBertForPreTraining
+from mobilebert.recipes.build import BuildConfig
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SMALL = dict(teacher_epochs=1, student_epochs=1, batch_size=16, max_train_examples=64, max_eval_examples=48,
+             max_seq_length=32, bench_repeats=2, threads=1, mediapipe=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny_ckpt, tmp_path_factory):  # noqa: F811
+    """A 2-layer BERT with the tiny student's vocabulary (wider, so transfer projects)."""
+    path = tmp_path_factory.mktemp("teacher")
+    vocab = (tiny_ckpt / "vocab.txt").read_text()
+    (path / "vocab.txt").write_text(vocab)
+    MobileBertForPreTraining(small_config("bert-base", vocab_size=len(vocab.split()), hidden_size=64,
+                                          embedding_size=64, intra_bottleneck_size=64, intermediate_size=128,
+                                          num_attention_heads=2)).save_pretrained(path)
+    return path
+
+
+def config(out: Path, teacher: Path, student: Path, **kw) -> BuildConfig:
+    from mobilebert import options
+
+    return options.check(BuildConfig(out=str(out), task="sst2", data=str(SAMPLE_DIR), teacher=str(teacher),
+                                     student=str(student), **{**SMALL, **kw}))
+
+
+@pytest.mark.slow
+def test_build_writes_every_file_and_a_report(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    done = run_build(config(tmp_path / "b", tiny_teacher, tiny_ckpt))
+    out = tmp_path / "b"
+    assert all((out / s / "stage.json").is_file() for s in STAGES)
+    ev = done["evaluate"]
+    for key in ("teacher pytorch", "teacher onnx-fp32", "teacher onnx-int8", "student pytorch", "student onnx-fp32",
+                "student onnx-int8"):
+        assert 0 <= ev["scores"][key]["score"] <= 100
+    # the ONNX fp32 file scores what PyTorch scores (same rows, same tokenizer)
+    assert abs(ev["scores"]["student onnx-fp32"]["score"] - ev["scores"]["student pytorch"]["score"]) <= 100 / 48
+    app = out / "app"
+    assert (app / "model" / "config.json").is_file() and (app / "onnx" / "model.onnx").is_file()
+    assert (app / "onnx" / "vocab.txt").is_file()  # the ONNX folder turns text into inputs by itself
+    assert (app / "onnx" / "model.int8.onnx").is_file() == ev["int8_kept"]
+    assert "not installed" in done["app"]["mediapipe"]["note"] or "mediapipe=false" in done["app"]["mediapipe"]["note"]
+    report = (out / "report.md").read_text()
+    for needle in ("Teacher vs student", "Per class", "Latency and size", "max_seq_length", "int8"):
+        assert needle in report
+    assert (out / "report" / "confusion_matrix.png").stat().st_size > 1000
+    assert (out / "report" / "learning_curves.png").stat().st_size > 1000
+    labels = ev["labels"]
+    assert sum(map(sum, ev["scores"]["student pytorch"]["confusion_matrix"])) == 48 and len(labels) == 2
+
+
+class Stop(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_resume_after_a_stop_in_each_stage_skips_the_done_ones(stage, tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    cfg = config(tmp_path / "b", tiny_teacher, tiny_ckpt)
+
+    def stop(name: str) -> None:
+        if name == stage:
+            raise Stop(name)
+
+    with pytest.raises(Stop):
+        run_build(cfg, hook=stop)
+    out = tmp_path / "b"
+    before = {s: (out / s / "stage.json").read_text() for s in STAGES if (out / s / "stage.json").is_file()}
+    assert set(before) == set(STAGES[:STAGES.index(stage)])  # the stopped stage is not marked done
+    ran: list[str] = []
+    done = run_build(dataclasses.replace(cfg, resume=True), hook=ran.append)
+    assert ran == list(STAGES[STAGES.index(stage):])  # done stages skipped, the rest run
+    assert {s: (out / s / "stage.json").read_text() for s in before} == before
+    assert (out / "report.md").is_file() and done["report"]["report"] == str(out / "report.md")
+
+
+def test_resume_refuses_changed_settings(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    from mobilebert import options
+    from mobilebert.build import CONFIG_FILE
+
+    cfg = config(tmp_path / "b", tiny_teacher, tiny_ckpt)
+    (tmp_path / "b").mkdir()
+    options.write_resolved(cfg, tmp_path / "b", CONFIG_FILE)
+    with pytest.raises(options.UsageError, match=r"settings differ .*student_lr 0\.0001 -> 0\.001"):
+        run_build(dataclasses.replace(cfg, resume=True, student_lr=1e-3))
+
+
+@pytest.mark.parametrize("lengths, expected", [([10] * 100, 16), ([17] * 100, 32), ([500] * 100, 128),
+                                               (list(range(1, 101)), 96), ([], 128)])
+def test_sequence_length_is_the_95th_percentile_rounded_up_to_16_capped_at_128(lengths, expected):
+    assert choose_seq_length(lengths) == expected
+
+
+def test_the_default_sequence_length_comes_from_the_training_rows(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    from mobilebert.build import make_plan
+
+    plan = make_plan(dataclasses.replace(config(tmp_path / "b", tiny_teacher, tiny_ckpt), max_seq_length=None))
+    assert plan.max_seq_length % 16 == 0 and 16 <= plan.max_seq_length <= 128
+    assert "95th percentile of 2000 training rows" in plan.seq_reason
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", str(SAMPLE_DIR), "--train", "x.csv", "--validation", "y.csv"], "not both"),
+    (["--train", "{train}"], "--train and --validation go together"),
+    ([], "no data: give --train FILE --validation FILE"),
+    (["--data", str(SAMPLE_DIR), "--task", "sst2", "--kd-alpha", "2"], "--kd-alpha must be <= 1"),
+    (["--data", str(SAMPLE_DIR), "--task", "nope"], "unknown GLUE task 'nope'"),
+    (["--data", str(SAMPLE_DIR), "--task", "sst2", "--teacher", "{missing}"], "no-such-teacher"),
+    (["--data", "{missing}", "--task", "sst2"], "no-such-teacher: no such file or folder"),
+    (["--train", "{train}", "--validation", "{train}", "--task", "token-classification", "--text-pair-column", "b"],
+     "--text-pair-column: token classification tags single sentences"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(args, message, tmp_path, capsys, tiny_ckpt):  # noqa: F811
+    (tmp_path / "t.csv").write_text("text,label\ngood,pos\n")
+    subs = {"{train}": str(tmp_path / "t.csv"), "{missing}": str(tmp_path / "no-such-teacher")}
+    argv = ["build", "--out", str(tmp_path / "out"), "--student", str(tiny_ckpt), *[subs.get(a, a) for a in args]]
+    if "--teacher" not in argv:
+        argv += ["--teacher", str(tiny_ckpt)]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def _finetune_takes_files() -> bool:
+    from mobilebert.finetune.run import FinetuneConfig
+
+    return "train" in {f.name for f in dataclasses.fields(FinetuneConfig)}
+
+
+def readme_commands(section: str = "## Your own data") -> list[str]:
+    """The shell commands of the README's own-data section, as written (``$`` lines of its ```bash blocks)."""
+    text = README.read_text()
+    body = text[text.index(section):]
+    body = body[:body.index("\n## ", 1)] if "\n## " in body[1:] else body
+    blocks = re.findall(r"```bash\n(.*?)```", body, re.S)
+    return [line for block in blocks for line in block.replace("\\\n", " ").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_readme_section_has_build_commands():
+    cmds = readme_commands()
+    assert any(c.startswith("mobilebert build ") for c in cmds)
+    assert any("reviews_train.csv" in c for c in cmds)
+
+
+@pytest.mark.slow
+def test_the_readme_own_data_commands_run_as_written(tiny_ckpt, tiny_teacher, tmp_path, monkeypatch):  # noqa: F811
+    """From a CSV (the SST-2 sample as text,label with string labels) to report.md, with the README's commands;
+    the test only adds tiny sizes (the README's own defaults would take minutes)."""
+    if not _finetune_takes_files():
+        pytest.skip("finetune does not read --train/--validation files yet (issue 21 item 1)")
+    from mobilebert.data import glue
+
+    monkeypatch.chdir(tmp_path)
+    names = {0: "negative", 1: "positive"}
+    for split, name in (("train", "reviews_train.csv"), ("dev", "reviews_dev.csv")):
+        with open(name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            for e in glue.read_glue("sst2", SAMPLE_DIR, split):
+                w.writerow([e.text_a, names[e.label]])
+    tiny = ["--teacher", str(tiny_teacher), "--student", str(tiny_ckpt), "--teacher-epochs", "1",
+            "--student-epochs", "1", "--max-train-examples", "64", "--max-eval-examples", "48", "--bench-repeats", "2",
+            "--max-seq-length", "32", "--no-mediapipe"]
+    for cmd in readme_commands():
+        argv = shlex.split(cmd)
+        assert argv[0] == "mobilebert"
+        if argv[1] == "build":
+            argv += tiny
+        assert main(argv[1:]) == 0, cmd
+    report = Path("runs/reviews/report.md").read_text()
+    assert "negative" in report and "positive" in report
+    assert json.loads(Path("runs/reviews/evaluate/stage.json").read_text())["labels"] == ["negative", "positive"]
