@@ -44,10 +44,13 @@ CONFIG_FILE = "build.yaml"  # the run's resolved settings, compared on resume
 # Sequence length from the data: this percentile of the training rows' token counts, rounded up to a multiple
 # of SEQ_MULTIPLE, within [SEQ_MIN, SEQ_MAX]; at most SEQ_SAMPLE rows are tokenized to find it.
 SEQ_PERCENTILE, SEQ_MULTIPLE, SEQ_MIN, SEQ_MAX, SEQ_SAMPLE = 95, 16, 16, 128, 20_000
+# Epochs when not given: about EXAMPLES_SEEN examples per training stage (see choose_epochs).
+EXAMPLES_SEEN, EPOCHS_MIN, EPOCHS_MAX = 40_000, 1, 5
 # BuildConfig fields that FinetuneConfig takes under the same name (the data and its columns).
 DATA_FIELDS = ("task", "data", "train", "validation", "test", "text_column", "text_pair_column", "label_column",
                "label_separator", "multi_label")
-MOBILE_INSTALL = "pip install litert-torch mediapipe (or `make mobile`, which builds .venv-mobile)"
+MOBILE_INSTALL = ("pip install litert-torch mediapipe, or run build in the .venv-mobile that `make mobile-venv` "
+                  "builds")
 
 Hook = Callable[[str], None]
 
@@ -85,9 +88,16 @@ def choose_seq_length(lengths: list[int] | np.ndarray) -> int:
     return int(min(SEQ_MAX, max(SEQ_MIN, SEQ_MULTIPLE * math.ceil(p / SEQ_MULTIPLE))))
 
 
-def training_texts(cfg: Any) -> list[tuple[Any, Any]]:
-    """(text, pair or None) of up to ``SEQ_SAMPLE`` training rows (a fixed random sample), for the length
-    statistics; token classification gives (words, None)."""
+def choose_epochs(rows: int) -> int:
+    """About ``EXAMPLES_SEEN`` training examples, in ``EPOCHS_MIN`` to ``EPOCHS_MAX`` whole epochs: the budget at
+    which the student came within 2 points of its teacher on SST-2 (docs/benchmarks.md), so a small data set
+    gets several passes and a large one a single pass."""
+    return int(min(EPOCHS_MAX, max(EPOCHS_MIN, math.ceil(EXAMPLES_SEEN / max(rows, 1)))))
+
+
+def training_texts(cfg: Any) -> tuple[list[tuple[Any, Any]], int]:
+    """((text, pair or None) of up to ``SEQ_SAMPLE`` training rows (a fixed random sample), the number of rows),
+    for the length statistics and the epoch count; token classification gives (words, None)."""
     import random
 
     if is_file_task(cfg):
@@ -104,14 +114,14 @@ def training_texts(cfg: Any) -> list[tuple[Any, Any]]:
         from .data import glue
 
         rows = [(e.text_a, e.text_b) for e in glue.load_examples(cfg.task, "train", cfg.data)]
+    total = len(rows)
     if len(rows) > SEQ_SAMPLE:
         rows = random.Random(0).sample(rows, SEQ_SAMPLE)
-    return rows
+    return rows, total
 
 
-def token_lengths(cfg: Any, tokenizer: Any) -> list[int]:
-    """Token counts (with [CLS] / [SEP]) of the training rows ``training_texts`` samples."""
-    rows = training_texts(cfg)
+def token_lengths(rows: list[tuple[Any, Any]], tokenizer: Any) -> list[int]:
+    """Token counts (with [CLS] / [SEP]) of ``training_texts`` rows."""
     if rows and isinstance(rows[0][0], list):  # token classification: words, each split into pieces
         return [2 + sum(len(tokenizer.tokenize(w)) or 1 for w in words) for words, _ in rows]
     a = [r[0] for r in rows]
@@ -129,26 +139,38 @@ class Plan:
     max_seq_length: int
     seq_reason: str
     seeds: list[int]
+    teacher_epochs: int = 1
+    student_epochs: int = 1
+    epochs_reason: str = "given"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def make_plan(cfg: Any) -> Plan:
+    """The teacher, student, sequence length and epochs a run uses: given, or chosen from the training rows."""
     from .tokenizer import MobileBertTokenizer
 
     teacher = str(cfg.teacher or default_teacher())
     student = str(cfg.student or default_student())
+    need_rows = cfg.max_seq_length is None or cfg.teacher_epochs is None or cfg.student_epochs is None
+    rows, total = training_texts(cfg) if need_rows else ([], 0)
     if cfg.max_seq_length is not None:
         seq, why = cfg.max_seq_length, "given (max_seq_length)"
     else:
-        lengths = token_lengths(cfg, MobileBertTokenizer.from_pretrained(student))
+        lengths = token_lengths(rows, MobileBertTokenizer.from_pretrained(student))
         seq = choose_seq_length(lengths)
         cut = sum(n > seq for n in lengths)
         why = (f"the {SEQ_PERCENTILE}th percentile of {len(lengths)} training rows' token counts "
                f"({np.percentile(lengths, SEQ_PERCENTILE):.0f}) rounded up to a multiple of {SEQ_MULTIPLE}, within "
                f"[{SEQ_MIN}, {SEQ_MAX}]; {cut} of them ({100 * cut / max(len(lengths), 1):.1f}%) are longer and cut")
-    return Plan(teacher, student, seq, why, [cfg.seed])
+    used = min(total, cfg.max_train_examples or total)
+    chosen = choose_epochs(used)
+    epochs_why = "given" if not need_rows or (cfg.teacher_epochs and cfg.student_epochs) else (
+        f"about {EXAMPLES_SEEN:,} examples per stage over {used:,} training rows, {EPOCHS_MIN}-{EPOCHS_MAX} epochs "
+        "(the budget of docs/benchmarks.md's SST-2 runs); the best epoch is kept")
+    return Plan(teacher, student, seq, why, [cfg.seed], cfg.teacher_epochs or chosen, cfg.student_epochs or chosen,
+                epochs_why)
 
 
 # ----------------------------------------------------------------------------- stage bookkeeping
@@ -244,8 +266,8 @@ def finetune_config(cfg: Any, plan: Plan, out: Path, stage: str) -> Any:
                   max_eval_examples=cfg.max_eval_examples, eval_batch_size=cfg.eval_batch_size, device=cfg.device,
                   resume=(folder / "config.yaml").is_file(), **data)
     if stage == "teacher":
-        return FinetuneConfig(model=plan.teacher, epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, **common)
-    return FinetuneConfig(model=plan.student, epochs=cfg.student_epochs, lr=cfg.student_lr,
+        return FinetuneConfig(model=plan.teacher, epochs=plan.teacher_epochs, lr=cfg.teacher_lr, **common)
+    return FinetuneConfig(model=plan.student, epochs=plan.student_epochs, lr=cfg.student_lr, dropout=cfg.dropout,
                           teacher=str(best_dir(out, "teacher", plan)), kd_alpha=cfg.kd_alpha,
                           kd_temperature=cfg.kd_temperature, kd_hidden=cfg.kd_hidden, kd_attention=cfg.kd_attention,
                           **common)
@@ -322,7 +344,8 @@ def score_outputs(kind: str, outputs: list, references: list, names: list[str]) 
 def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     """ONNX fp32 and int8 of teacher and student, each scored on the validation rows as PyTorch is; then the
     latency and size of each format (``deploy.bench.compare_models``: both models interleaved, same load)."""
-    from .deploy.bench import BenchConfig, compare_models
+    from .data.metrics import majority_baseline
+    from .deploy.bench import BenchConfig, compare_models, phone_unavailable
     from .deploy.onnx import OnnxModel, export_checkpoint
     from .finetune.evaluate import run_model
     from .finetune.load import load_finetuned
@@ -332,6 +355,7 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     models: dict[str, Any] = {}
     names: list[str] = []
     kind = "classification"
+    majority: dict[str, Any] | None = None  # always answering the commonest validation label
     for who in ("teacher", "student"):
         src = best_dir(out, who, plan)
         model, tokenizer, spec = load_finetuned(src)
@@ -339,6 +363,9 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
         names = [model.config.id2label.get(i, str(i)) for i in range(model.config.num_labels)] \
             if model.config.id2label else list(spec.labels)
         enc, refs = validation_rows(src, cfg, spec, tokenizer)
+        if kind == "classification":
+            label, share = majority_baseline(refs)
+            majority = {"label": names[int(label)], "score": 100 * share}
         onnx_dir = folder / f"onnx-{who}"
         export_checkpoint(src, onnx_dir, int8=True, overwrite=True)
         for fmt, runner in (("pytorch", model), ("onnx-fp32", OnnxModel(onnx_dir)),
@@ -352,12 +379,15 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     why = (f"int8 scores {int8:.2f}, fp32 {fp32:.2f}: within {cfg.int8_tolerance:g} point(s), int8 ships" if keep
            else f"int8 scores {int8:.2f}, fp32 {fp32:.2f}: more than {cfg.int8_tolerance:g} point(s) lower, so fp32 "
                 "ships (int8 would lose accuracy)")
-    bench_cfg = BenchConfig(batches=(1,), seqs=(plan.max_seq_length,), threads=(cfg.threads,),
-                            backends=("optimized", "ort-fp32", "ort-int8"), repeats=cfg.bench_repeats)
+    backends = ("optimized", "ort-fp32", "ort-int8")
+    if kind == "classification" and cfg.mediapipe and phone_unavailable("litert-fp32") is None:
+        backends += ("litert-fp32", "litert-int8")  # the runtime of the MediaPipe file: its latency, same load
+    bench_cfg = BenchConfig(batches=(1,), seqs=(plan.max_seq_length,), threads=(cfg.threads,), backends=backends,
+                            repeats=cfg.bench_repeats)
     bench = compare_models(models, bench_cfg, progress=False)
     latency = [{"model": who, "format": r["backend"], "median_ms": r["median_ms"], "p90_ms": r["p90_ms"],
                 "size_mb": res.sizes_mb.get(r["backend"])} for who, res in bench.items() for r in res.rows]
-    return {"kind": kind, "labels": names, "scores": scores, "int8_kept": keep, "int8_reason": why,
+    return {"kind": kind, "labels": names, "scores": scores, "majority": majority, "int8_kept": keep, "int8_reason": why,
             "latency": latency, "bench": {"threads": cfg.threads, "batch": 1, "seq": plan.max_seq_length,
                                           "repeats": cfg.bench_repeats, "machine": bench["student"].machine}}
 
@@ -441,7 +471,7 @@ def learning_curves(out: Path, plan: Plan, path: Path) -> Path | None:
                           label=who)
     if not drawn:
         return None
-    loss_ax.set(title="training loss", xlabel="step", ylabel="loss")
+    loss_ax.set(title="training loss (student: labels + teacher terms)", xlabel="step", ylabel="loss")
     score_ax.set(title="validation score per epoch", xlabel="epoch", ylabel="score (x100)")
     loss_ax.legend()
     score_ax.legend()
@@ -457,6 +487,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(cell(v) for v in r) + " |" for r in rows)])
+
+
+def _relative(path: str, out: Path) -> str:
+    try:
+        return str(Path(path).relative_to(out))
+    except ValueError:
+        return path
 
 
 def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
@@ -476,7 +513,11 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
             for fmt in ("pytorch", "onnx-fp32", "onnx-int8")]
     parts += [_table(["model", "format", "score"], rows), "",
               f"Student vs teacher (PyTorch): {scores['student pytorch']['score'] - scores['teacher pytorch']['score']:+.2f}"
-              " points.", "", f"**int8:** {ev['int8_reason']}.", ""]
+              " points.", ""]
+    if ev.get("majority"):
+        parts += [f"Always answering the commonest validation label ({ev['majority']['label']!r}) scores "
+                  f"{ev['majority']['score']:.2f}: a model at or below that has learned nothing.", ""]
+    parts += [f"**int8:** {ev['int8_reason']}.", ""]
     student = scores["student onnx-int8" if ev["int8_kept"] else "student onnx-fp32"]
     pictures: dict[str, str] = {}
     if ev["kind"] == "classification":
@@ -515,16 +556,18 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
         pictures["learning_curves"] = str(curves)
         parts += ["## Learning curves", "", "![learning curves](report/learning_curves.png)", ""]
     parts += ["## What ships", "", _table(["file", "path", "MB"],
-                                          [[k, v, app["sizes_mb"].get(k, 0.0)] for k, v in app["files"].items()]), ""]
+                                          [[k, _relative(v, out), app["sizes_mb"].get(k, 0.0)]
+                                           for k, v in app["files"].items()]), ""]
     if app["mediapipe"].get("note"):
         parts += [app["mediapipe"]["note"] + ".", ""]
     parts += ["## Settings", "",
               _table(["setting", "value", "why"],
                      [["max_seq_length", plan.max_seq_length, plan.seq_reason],
-                      ["teacher epochs / lr", f"{cfg.teacher_epochs} / {cfg.teacher_lr:g}",
-                       "the teacher is pre-trained and wide: a few epochs at a BERT fine-tuning rate"],
-                      ["student epochs / lr", f"{cfg.student_epochs} / {cfg.student_lr:g}",
-                       "the student is narrower and learns from soft labels: a higher rate"],
+                      ["epochs (teacher, student)", f"{plan.teacher_epochs}, {plan.student_epochs}",
+                       plan.epochs_reason],
+                      ["lr (teacher, student)", f"{cfg.teacher_lr:g}, {cfg.student_lr:g}; student dropout "
+                       f"{cfg.dropout}", "the rates and dropout of docs/benchmarks.md's SST-2 runs (teacher 89.5%, "
+                       "student 87.7%)"],
                       ["kd alpha / temperature / hidden / attention",
                        f"{cfg.kd_alpha:g} / {cfg.kd_temperature:g} / {cfg.kd_hidden:g} / {cfg.kd_attention:g}",
                        "label loss weight; soft-label temperature; intermediate transfer weights"],

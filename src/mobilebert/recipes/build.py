@@ -36,10 +36,14 @@ class BuildConfig:
                                  "installs it); same vocabulary as the student", path="model")
     student: str | None = option(None, help="student checkpoint to distil into (default: the shipped "
                                  "models/mobilebert-minilm)", path="model")
-    teacher_epochs: int = option(3, help="teacher fine-tuning epochs (the best is kept)", at_least=1)
-    teacher_lr: float = option(5e-5, help="teacher peak learning rate", above=0)
-    student_epochs: int = option(3, help="student distillation epochs (the best is kept)", at_least=1)
-    student_lr: float = option(1e-4, help="student peak learning rate", above=0)
+    teacher_epochs: int | None = option(None, help="teacher fine-tuning epochs, the best kept (default: about "
+                                        "40,000 examples' worth, 1 to 5 epochs)", at_least=1)
+    teacher_lr: float = option(1e-4, help="teacher peak learning rate", above=0)
+    student_epochs: int | None = option(None, help="student distillation epochs, the best kept (default: as the "
+                                        "teacher's)", at_least=1)
+    student_lr: float = option(3e-4, help="student peak learning rate", above=0)
+    dropout: float | None = option(0.1, help="student dropout (hidden, attention, classifier; null: the "
+                                   "checkpoint's own)", at_least=0, below=1)
     batch_size: int = option(32, help="examples per step, both stages", at_least=1)
     max_seq_length: int | None = option(None, help="tokens per example (default: the 95th percentile of the "
                                         "training rows' token counts, rounded up to a multiple of 16, at most 128)",
