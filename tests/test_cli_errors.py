@@ -119,6 +119,10 @@ CASES: list[tuple[list[str], str]] = [
     (["distill", *D, "train.out_dir=W/run"], "--resume"),
     (["distill", *D, "train.out_dir=W/existing"], "--overwrite"),
     (["distill", *D, "train.out_dir=W/existing", "--resume"], "no checkpoint to resume"),
+    # build
+    (["build", "--task", "sst2", "--data", SAMPLE, "--teacher", "W/encoder", "--student", "missing", "--out", "b"],
+     "--student missing"),
+    (["build", "--data", SAMPLE, "--train", "x.csv", "--validation", "y.csv", "--out", "b"], "not both"),
     # finetune
     (["finetune", *FT[:2], "--data", "W/header_only", *FT[4:]], "no train examples"),
     (["finetune", *FT[:2], "--data", "missing", *FT[4:]], "--data missing"),
