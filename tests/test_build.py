@@ -214,3 +214,42 @@ def test_the_mediapipe_file_runs_in_mediapipe_and_answers_with_the_label_names(t
     if not done["app"]["int8_kept"]:  # fp32 file: the same answers as PyTorch
         assert got == [r["label"] for r in predict(done["app"]["files"]["model"], texts)]
     assert any(r["format"].startswith("litert") for r in done["evaluate"]["latency"])
+
+
+def _cli_args(out: Path, teacher: Path, student: Path) -> list[str]:
+    return ["build", "--task", "sst2", "--data", str(SAMPLE_DIR), "--teacher", str(teacher), "--student",
+            str(student), "--out", str(out), "--teacher-epochs", "1", "--student-epochs", "6", "--batch-size", "16",
+            "--max-train-examples", "256", "--max-eval-examples", "48", "--max-seq-length", "32", "--bench-repeats",
+            "2", "--threads", "1", "--no-mediapipe"]
+
+
+@pytest.mark.slow
+def test_a_build_killed_in_training_resumes_from_the_command_line(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    """SIGKILL in the student stage, after its first checkpoint: ``--resume`` keeps the teacher, continues the
+    student from that checkpoint and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "b"
+    args = _cli_args(out, tiny_teacher, tiny_ckpt)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "mobilebert", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(out.glob("student/seed-*/checkpoints/step-*/state.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the build ended before a student checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "teacher" / "stage.json").is_file() and not (out / "student" / "stage.json").exists()
+    teacher = (out / "teacher" / "stage.json").read_text()
+    assert main([*args, "--resume"]) == 0
+    assert (out / "teacher" / "stage.json").read_text() == teacher  # not trained again
+    student = json.loads((out / "student" / "stage.json").read_text())
+    assert [h["epoch"] for h in student["history"]] == list(range(1, 7))  # every epoch, once
+    assert (out / "report.md").is_file()

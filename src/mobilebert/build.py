@@ -296,12 +296,12 @@ def stage_student(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def validation_rows(model_dir: Path, cfg: Any, spec: Any, tokenizer: Any) -> tuple[Any, list[Any]]:
-    """(encoded validation rows, their references) exactly as ``finetune`` scored them during training."""
-    from .data.finetuning import load_eval_data
+def validation_rows(cfg: Any, plan: Plan, out: Path, spec: Any, tokenizer: Any) -> tuple[Any, list[Any]]:
+    """(encoded validation rows, their references): the first evaluation split exactly as the training stages
+    scored it (``finetune.run.load_dev`` of the stage's own settings)."""
+    from .finetune.run import load_dev
 
-    data = load_eval_data(spec, cfg.data, tokenizer, limit=cfg.max_eval_examples)
-    _, (examples, enc) = next(iter(data.items()))
+    _, (_, enc) = next(iter(load_dev(finetune_config(cfg, plan, out, "student"), spec, tokenizer).items()))
     return enc, list(enc.targets)
 
 
@@ -362,7 +362,7 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
         kind = task_kind(spec, cfg)
         names = [model.config.id2label.get(i, str(i)) for i in range(model.config.num_labels)] \
             if model.config.id2label else list(spec.labels)
-        enc, refs = validation_rows(src, cfg, spec, tokenizer)
+        enc, refs = validation_rows(cfg, plan, out, spec, tokenizer)
         if kind == "classification":
             label, share = majority_baseline(refs)
             majority = {"label": names[int(label)], "score": 100 * share}

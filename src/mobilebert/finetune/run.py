@@ -127,7 +127,7 @@ def train(cfg: FinetuneConfig) -> dict[str, Any]:
     # intermediate transfer's layer map; a student deeper than its teacher is refused here, before any data is read
     tmap = TransferMap.build(t_model.config, MobileBertConfig.from_json(cfg.model)) if intermediate else None
     train_data = load_train_data(spec, cfg.data, tokenizer, cfg.max_train_examples, cfg.source)
-    dev = load_eval_data(spec, cfg.data, tokenizer, limit=cfg.max_eval_examples, source=cfg.source)
+    dev = load_dev(cfg, spec, tokenizer)
     eval_examples = {split: len(item[0]) for split, item in dev.items()}
     subset = cfg.max_eval_examples is not None and any(n >= cfg.max_eval_examples for n in eval_examples.values())
     if subset:
@@ -160,6 +160,12 @@ def train(cfg: FinetuneConfig) -> dict[str, Any]:
     if d.main:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def load_dev(cfg: FinetuneConfig, spec: TaskSetup, tokenizer: MobileBertTokenizer) -> dict[str, Any]:
+    """The evaluation splits a run scores (and keeps its best epoch on): split -> (examples, encoded rows).
+    ``mobilebert build`` scores its exported files on exactly these rows."""
+    return load_eval_data(spec, cfg.data, tokenizer, limit=cfg.max_eval_examples, source=cfg.source)
 
 
 def resumed_config(cfg: FinetuneConfig, out: Path) -> FinetuneConfig:
