@@ -253,3 +253,24 @@ def test_a_build_killed_in_training_resumes_from_the_command_line(tiny_ckpt, tin
     student = json.loads((out / "student" / "stage.json").read_text())
     assert [h["epoch"] for h in student["history"]] == list(range(1, 7))  # every epoch, once
     assert (out / "report.md").is_file()
+
+
+def test_scores_per_kind_on_known_outputs():
+    """The number int8 is judged on: accuracy, entity F1 over each word's first piece, micro F1, Pearson."""
+    import numpy as np
+
+    from mobilebert.build import score_outputs
+
+    one_hot = np.eye(3, dtype=np.float32)
+    cls = score_outputs("classification", [one_hot[0][:2], one_hot[1][:2], one_hot[1][:2]], [0, 1, 0], ["a", "b"])
+    assert cls["score"] == pytest.approx(100 * 2 / 3) and cls["confusion_matrix"] == [[1, 1], [0, 1]]
+    # token rows: [CLS] w1 w1-piece w2 [SEP]; -100 marks what is not scored; tags O, B-PER, I-PER
+    ref = [-100, 1, -100, 2, -100]
+    right = np.stack([one_hot[0], one_hot[1], one_hot[0], one_hot[2], one_hot[0]])
+    wrong = np.stack([one_hot[0], one_hot[1], one_hot[2], one_hot[0], one_hot[0]])  # the entity ends early
+    tok = score_outputs("token", [right, wrong], [ref, ref], ["O", "B-PER", "I-PER"])
+    assert tok["score"] == pytest.approx(100 * 0.5)  # precision 1/2 recall 1/2
+    ml = score_outputs("multi-label", [np.array([5.0, -5.0]), np.array([5.0, 5.0])], [[1, 0], [1, 0]], ["x", "y"])
+    assert ml["score"] == pytest.approx(80.0)  # micro F1 = 2tp / (2tp + fp + fn) = 4 / 5
+    reg = score_outputs("regression", [np.array([1.0]), np.array([2.0]), np.array([3.0])], [2.0, 4.0, 6.0], [])
+    assert reg["score"] == pytest.approx(100.0)

@@ -49,6 +49,7 @@ EXAMPLES_SEEN, EPOCHS_MIN, EPOCHS_MAX = 40_000, 1, 5
 # BuildConfig fields that FinetuneConfig takes under the same name (the data and its columns).
 DATA_FIELDS = ("task", "data", "train", "validation", "test", "text_column", "text_pair_column", "label_column",
                "label_separator", "multi_label")
+NOISY_SPREAD = 1.25  # a latency row whose p90 exceeds this multiple of its median is flagged in the report
 MOBILE_INSTALL = ("pip install litert-torch mediapipe, or run build in the .venv-mobile that `make mobile-venv` "
                   "builds")
 
@@ -541,8 +542,10 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
               f"Batch {b['batch']}, {b['seq']} tokens, {b['threads']} thread(s), median of {b['repeats']} interleaved "
               f"calls on {b['machine'].get('cpu', 'this CPU')}.", "",
               _table(["model", "format", "median ms", "p90 ms", "size MB"],
-                     [[r["model"], r["format"], r["median_ms"], r["p90_ms"],
-                       r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]), ""]
+                     [[r["model"], r["format"], r["median_ms"],
+                       f"{r['p90_ms']:.2f}" + (" (noisy)" if r["p90_ms"] > NOISY_SPREAD * r["median_ms"] else ""),
+                       r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]),
+              "", f"(noisy): p90 above {NOISY_SPREAD:g}x the median, the machine was busy; compare with care.", ""]
     teacher_ms = next((r["median_ms"] for r in ev["latency"] if r["model"] == "teacher" and r["format"] == "ort-fp32"),
                       None)
     shipped = "ort-int8" if ev["int8_kept"] else "ort-fp32"
