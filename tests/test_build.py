@@ -126,12 +126,14 @@ def test_the_default_sequence_length_comes_from_the_training_rows(tiny_ckpt, tin
     (["--data", str(SAMPLE_DIR), "--task", "nope"], "unknown GLUE task 'nope'"),
     (["--data", str(SAMPLE_DIR), "--task", "sst2", "--teacher", "{missing}"], "no-such-teacher"),
     (["--data", "{missing}", "--task", "sst2"], "no-such-teacher: no such file or folder"),
+    (["--data", str(SAMPLE_DIR), "--task", "sst2", "--student", "models/mobilebert-minilm"], "tokenize differently"),
     (["--train", "{train}", "--validation", "{train}", "--task", "token-classification", "--text-pair-column", "b"],
      "--text-pair-column: token classification tags single sentences"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(args, message, tmp_path, capsys, tiny_ckpt):  # noqa: F811
     (tmp_path / "t.csv").write_text("text,label\ngood,pos\n")
     subs = {"{train}": str(tmp_path / "t.csv"), "{missing}": str(tmp_path / "no-such-teacher")}
+    subs["models/mobilebert-minilm"] = str(Path(__file__).resolve().parents[1] / "models" / "mobilebert-minilm")
     argv = ["build", "--out", str(tmp_path / "out"), "--student", str(tiny_ckpt), *[subs.get(a, a) for a in args]]
     if "--teacher" not in argv:
         argv += ["--teacher", str(tiny_ckpt)]

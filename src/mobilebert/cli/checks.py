@@ -274,6 +274,13 @@ def _build(cfg: Any, n: Callable[[str], str]) -> None:
     for model, name in ((teacher, "teacher"), (student, "student")):
         _finetune(dataclasses.replace(first, model=model, max_seq_length=cfg.max_seq_length), lambda k, m=name: {
             "model": n(m), "max_seq_length": n("max_seq_length")}.get(k, n(k)))
+    from ..tokenizer import MobileBertTokenizer
+
+    t, s = MobileBertTokenizer.from_pretrained(teacher), MobileBertTokenizer.from_pretrained(student)
+    if (t.vocab_sha256, t.lowercase) != (s.vocab_sha256, s.lowercase):  # the soft labels are per student token
+        raise UsageError(f"{n('teacher')} {teacher} and {n('student')} {student} tokenize differently (vocabularies "
+                         f"of {t.vocab_size} and {s.vocab_size} tokens, or casing); the teacher must share the "
+                         "student's vocabulary")
 
 
 COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {
