@@ -254,7 +254,7 @@ def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
                                   f"({str(e).splitlines()[0]})") from None
     index = p / "model.safetensors.index.json"
     if index.is_file():
-        return frozenset(read_json_object(index).get("weight_map", {}))
+        return frozenset(read_json_object(index, CheckpointError).get("weight_map", {}))
     return None
 
 
@@ -266,13 +266,13 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
         raise FileNotFoundError(f"{p}: not a checkpoint directory")
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p}: no config.json in the checkpoint directory")
-    raw = read_json_object(p / "config.json")
+    raw = read_json_object(p / "config.json", CheckpointError)
     archs = raw.get("architectures") or [""]
     config = MobileBertConfig.from_json(p / "config.json")
     names = stored_weight_names(p)
     weight_file = next((n for n in WEIGHT_FILES if (p / n).is_file()), None)
     head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
-    meta = read_json_object(p / FINETUNE_FILE) if (p / FINETUNE_FILE).is_file() else None
+    meta = read_json_object(p / FINETUNE_FILE, CheckpointError) if (p / FINETUNE_FILE).is_file() else None
     return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,
                           weight_names=names, vocab_files=tuple(n for n in VOCAB_FILES if (p / n).is_file()),
                           pooling_files=tuple(n for n in POOLING_FILES if (p / n).is_file()), finetune=meta)

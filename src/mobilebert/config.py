@@ -293,13 +293,13 @@ def _reject_unsupported(raw: dict[str, Any]) -> None:
         raise ConfigError("problem_type multi_label_classification is not supported")
 
 
-def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON file holding one object (config.json, finetune.json, an index); one-line errors naming the file."""
+def read_json_object(path: str | os.PathLike, error: type[ValueError] = ConfigError) -> dict[str, Any]:
+    """A JSON file holding one object (config.json, finetune.json, an index); one-line ``error`` naming the file."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        raise error(f"{path}: not valid JSON ({e})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
+        raise error(f"{path}: expected a JSON object")
     return raw
