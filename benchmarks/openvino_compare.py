@@ -59,7 +59,7 @@ class _Compiled:
 
     def __init__(self, compiled) -> None:
         self.request = compiled.create_infer_request()
-        self.inputs = {i.get_any_name() for i in compiled.inputs}
+        self.inputs = set().union(*(i.get_names() for i in compiled.inputs))  # a port may have several names
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         ids = input_ids.numpy()

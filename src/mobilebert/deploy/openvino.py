@@ -52,8 +52,10 @@ BF16_TOL = 0.1  # max |bf16 - eager| / max |eager|: 8 significant bits (0.4% per
 # classifier's small logits reach ~0.07 (tiny random models), so this catches a broken graph and the accuracy gate judges
 CALIBRATION_TEXTS = 300  # texts NNCF collects activation statistics on (one sequence each, real lengths)
 FILES = {False: "model.xml", True: "model.int8.xml"}  # int8 -> IR file (each with its .bin beside it)
-_PASS_THROUGH = {"Add", "Reshape", "Squeeze", "Unsqueeze", "Convert", "Tanh", "Transpose", "Concat", "Gather",
-                 "Split", "VariadicSplit", "StridedSlice", "Slice", "Multiply"}
+# ops between an output and the GEMM that produces it (an Add is followed only to the MatMul beside it: its other
+# input may be the residual stream, which leads back through every block)
+_PASS_THROUGH = {"Reshape", "Squeeze", "Unsqueeze", "Convert", "Tanh", "Transpose", "Concat", "Gather", "Split",
+                 "VariadicSplit", "StridedSlice", "Slice"}
 
 
 def missing() -> tuple[list[str], str]:
@@ -198,10 +200,13 @@ def _output_matmuls(ov_model) -> list[str]:
         if node.get_friendly_name() in seen:
             continue
         seen.add(node.get_friendly_name())
+        inputs = [v.get_node() for v in node.input_values()]
         if node.get_type_name() == "MatMul":
             found.append(node.get_friendly_name())
+        elif node.get_type_name() == "Add":
+            stack.extend(n for n in inputs if n.get_type_name() == "MatMul")
         elif node.get_type_name() in _PASS_THROUGH:
-            stack.extend(v.get_node() for v in node.input_values())
+            stack.extend(inputs)
     return found
 
 
