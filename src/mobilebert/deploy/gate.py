@@ -3,10 +3,10 @@ formats, OpenVINO and ``bench``) and, when a labelled set is given, task accurac
 
 Random token ids, full and right-padded, reach every position, token type and the padding path. But random ids
 put a LayerNorm BERT far outside the text it was trained on, where int8 errors grow (fine-tuned MiniLM,
-ExecuTorch int8: 0.35 relative on random ids, 0.16 on SST-2 sentences, accuracy -0.1; LiteRT int8 of the
-MiniLM encoder: 0.913 on random ids, so ``bench`` skipped a file that ``export`` would have passed). So when the
-model reads BERT's uncased vocabulary (or a tokenizer is given), real sentences (the bundled SST-2 dev sample)
-are added, and an int8 file is judged on those sentences alone.
+ExecuTorch int8: 0.35 relative on random ids, 0.16 on SST-2 sentences, accuracy -0.1). So when the model reads
+BERT's uncased vocabulary (or a tokenizer is given), real sentences (the bundled SST-2 dev sample) are added,
+and an int8 file is judged on those sentences alone. Per-token outputs are compared at real tokens only
+(:func:`~mobilebert.deploy.onnx.relative_error`): padded positions are read by nothing.
 
 Shapes: dynamic-shape formats (ONNX, OpenVINO) are probed at several (batch, seq) pairs unlike the trace
 example; static-shape files (LiteRT, ExecuTorch) at their one exported (batch, seq_len).
