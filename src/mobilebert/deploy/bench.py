@@ -321,9 +321,10 @@ def _openvino_backend(enc: MobileBertModel, name: str, names: tuple[str, ...], t
     """The IR exported from ``enc`` once for every OpenVINO row (int8 when ``openvino-int8`` is asked for), run
     at each thread count: f32 forced, bf16, or int8 with its float parts in bf16 where the CPU has it natively."""
     from . import openvino as ov
+    from .gate import default_tokenizer
 
     ov.require("openvino")
-    calibrates = ov.default_tokenizer(enc.config) is not None
+    calibrates = default_tokenizer(enc.config) is not None
     if name == "openvino-int8" and not calibrates:
         raise _Skip("int8 calibration needs the model's tokenizer (its vocab is not BERT's); "
                     "use `mobilebert export --format openvino --int8` on the checkpoint folder")

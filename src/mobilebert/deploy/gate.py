@@ -55,18 +55,24 @@ def random_probe(config: MobileBertConfig, batch: int, seq_len: int, pad: bool, 
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
 
 
+def default_tokenizer(config: MobileBertConfig):
+    """BERT's uncased tokenizer when the model's vocab has its size (it reads that vocab), else None."""
+    from ..tokenizer import MobileBertTokenizer
+
+    tok = MobileBertTokenizer.default()
+    return tok if len(tok) == config.vocab_size else None
+
+
 def text_probes(config: MobileBertConfig, batch: int | None = None, seq_len: int | None = None,
                 tokenizer=None) -> list[Probe]:
     """Bundled SST-2 dev sentences through ``tokenizer`` (default: BERT's uncased one when the model's vocab has
     its size, else none): batches of ``batch`` right-padded to ``seq_len`` (static), or of 4 padded to the
     longest (dynamic)."""
     from ..data.glue import SAMPLE_DIR, read_glue
-    from ..tokenizer import MobileBertTokenizer
 
+    tokenizer = tokenizer or default_tokenizer(config)
     if tokenizer is None:
-        tokenizer = MobileBertTokenizer.default()
-        if config.vocab_size != len(tokenizer):
-            return []
+        return []
     step = batch or 4
     n = 8 * batch if batch else TEXT_SENTENCES
     texts = [e.text_a for e in read_glue("sst2", SAMPLE_DIR, "dev", limit=n)]
@@ -137,5 +143,5 @@ def check_accuracy(reference, candidates: dict, examples: list[GlueExample], tok
     return acc
 
 
-__all__ = ["ACCURACY_DROP", "ExportError", "Probe", "check_accuracy", "probe_inputs", "random_probe",
-           "staged_dir", "task_accuracy", "text_probes"]
+__all__ = ["ACCURACY_DROP", "ExportError", "Probe", "check_accuracy", "default_tokenizer", "probe_inputs",
+           "random_probe", "staged_dir", "task_accuracy", "text_probes"]

@@ -41,15 +41,15 @@ from torch import Tensor, nn
 
 from ..modeling import ModelOutput
 from ..validate import missing_packages
-from .gate import ExportError, check_accuracy, staged_dir
+from .gate import ExportError, check_accuracy, default_tokenizer, staged_dir
 from .onnx import FP32_TOL, INT8_TOL, ExportReport, _ExportWrapper, load_for_export, parity_error
 from .optimize import FastMobileBert, optimize_for_inference
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("f32", "bf16")
-BF16_TOL = 0.1  # max |bf16 - eager| / max |eager|: 8 significant bits (0.4% per rounding) through every layer; a
-# classifier's small logits reach ~0.07 (tiny random models), so this catches a broken graph and the accuracy gate judges
+BF16_TOL = 0.1  # max |bf16 - eager| / max |eager|: catches a broken graph (bf16 keeps 8 significant bits through
+# every layer; a tiny random classifier's small logits reached 0.07); the accuracy gate judges the rest
 CALIBRATION_TEXTS = 300  # texts NNCF collects activation statistics on (one sequence each, real lengths)
 FILES = {False: "model.xml", True: "model.int8.xml"}  # int8 -> IR file (each with its .bin beside it)
 # ops between an output and the GEMM that produces it (an Add is followed only to the MatMul beside it: its other
@@ -236,14 +236,6 @@ def quantize_int8(ov_model, tokenizer, texts: list[str], max_seq_length: int = 1
                              advanced_parameters=ranges)
 
 
-def default_tokenizer(config):
-    """BERT's uncased tokenizer when the model's vocab has its size, else None."""
-    from ..tokenizer import MobileBertTokenizer
-
-    tok = MobileBertTokenizer.default()
-    return tok if len(tok) == config.vocab_size else None
-
-
 def export_openvino(model: nn.Module, out_dir: str | os.PathLike, precision: str = "f32", int8: bool = False,
                     calibration: str | os.PathLike | None = None, labelled: str | os.PathLike | None = None,
                     task: str = "sst2", tokenizer=None, max_seq_length: int = 128, overwrite: bool = False
@@ -330,4 +322,4 @@ def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
 
 __all__ = ["BF16_TOL", "PRECISIONS", "OpenVinoModel", "OpenVinoReport", "calibration_texts", "convert",
-           "default_tokenizer", "export_checkpoint", "export_openvino", "missing", "quantize_int8", "require"]
+           "export_checkpoint", "export_openvino", "missing", "quantize_int8", "require"]
