@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 SETTLE_S = 0.05
 PHONE_BACKENDS = ("litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8")
 OPENVINO_BACKENDS = ("openvino-f32", "openvino-bf16", "openvino-int8")
-ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers", *OPENVINO_BACKENDS,
-                *PHONE_BACKENDS)
+ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers",
+                *OPENVINO_BACKENDS, *PHONE_BACKENDS)
 SPREAD_LIMIT = 1.5  # p90 / median above this: the repeated calls disagree, so their median is not a result
 DRIFT_LIMIT = 0.8  # GEMM rate after / before the timed loop (or before / after) below this: the speed changed
 SCALING_LIMIT = 0.6  # GEMM rate at t threads / (t x the 1-thread rate) below this: another job holds a core
@@ -631,6 +631,7 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     return res
 
 
-__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "assess_steadiness", "BenchResult", "bench_checkpoint", "bench_text_classifier",
-           "cpu_description", "format_table", "format_text_table", "gemm_rate", "has_vnni", "interleaved",
-           "median_p90", "model_flops", "phone_unavailable", "plot", "run_bench", "save_json", "transformers_twin"]
+__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "assess_steadiness",
+           "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table", "format_text_table",
+           "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops", "phone_unavailable", "plot",
+           "run_bench", "save_json", "transformers_twin"]
