@@ -192,6 +192,8 @@ CASES: list[tuple[list[str], str]] = [
     (["export", "W/encoder", "out", "--format", "executorch", "--seq-len", "0"], "--seq-len"),
     (["export", "W/encoder", "out", "--format", "litert", "--seq-len", "9999"], "max_position_embeddings"),
     (["export", "W/encoder", "out", "--labels", "a,b"], "--labels: only --format mediapipe"),
+    (["export", "W/encoder", "out", "--precision", "bf16"], "--format openvino settings"),
+    (["export", "W/encoder", "out", "--format", "openvino", "--calibration", "missing.txt"], "--calibration"),
     # bench
     (["bench", "W/encoder", "--threads", "0"], "--threads"),
     (["bench", "W/encoder", "--seqs", "9999"], "max_position_embeddings"),
