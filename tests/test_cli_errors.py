@@ -134,7 +134,7 @@ CASES: list[tuple[list[str], str]] = [
     (["finetune", *FT, "--config", "W/lr_abc.yaml"], "lr must be a number"),
     (["finetune", *FT, "--config", "missing.yaml"], "missing.yaml"),
     (["finetune", *FT[:-1], "W/existing"], "--overwrite"),
-    (["finetune", "--task", "nope", *FT[2:]], "unknown GLUE task 'nope'"),
+    (["finetune", "--task", "nope", *FT[2:]], "unknown task 'nope'"),
     (["finetune", "--task", "squad", "--data", "W/existing", *FT[4:]], "train-v1.1.json"),
     (["finetune", *FT, "--epochs", "x"], "--epochs"),  # argparse's own message
     # evaluate
