@@ -198,7 +198,7 @@ def _train(cfg: FinetuneConfig, out: Path, d: Dist, cache: str) -> dict[str, Any
         val_file = read_file(spec, cfg.validation, cache)
         file_references(spec, val_file)  # a label the training file never had: refused now, before any work
         notes += file_notes(spec, train_file, val_file, cfg.train)
-    elif cfg.source != "datasets":
+    elif cfg.source != "datasets" and not spec.is_squad:
         glue.check_distinct_splits(spec.task, cfg.data)
     tokenizer = MobileBertTokenizer.from_pretrained(cfg.model)
     intermediate = cfg.kd_hidden > 0 or cfg.kd_attention > 0
@@ -249,7 +249,7 @@ def _train(cfg: FinetuneConfig, out: Path, d: Dist, cache: str) -> dict[str, Any
             r["test"] = evaluate_loaded(model, tokenizer, best_spec, test, cfg.eval_batch_size)["validation"]
     majority = dev_majority(spec, dev, cfg.data, cfg.max_eval_examples)
     if majority is not None:
-        hparams["majority_baseline"] = majority
+        hparams["majority_baseline"] = list(majority)  # [label, share]
     for note in notes:
         log.info("note: %s", note)
     hparams["notes"] = notes
