@@ -198,10 +198,10 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
 
     for cls in (EvaluateConfig, PredictConfig):  # the same task names everywhere
         assert load(cls, values={"model": "m", "data": "d", "task": "squad-v2"} if cls is EvaluateConfig
-                    else {"model": "m", "task": "squad-v2"}).task == "squad2"
+                    else {"model": "m", "task": "squad-v2", "texts": ["a"]}).task == "squad2"
         with pytest.raises(UsageError, match="unknown task 'nope'; choose from .*, squad, squad2"):
             load(cls, values={"model": "m", "data": "d", "task": "nope"} if cls is EvaluateConfig
-                 else {"model": "m", "task": "nope"})
+                 else {"model": "m", "task": "nope", "texts": ["a"]})
 
 
 def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):

@@ -52,7 +52,7 @@ from ..options import option
 from ..sanity import dev_majority, file_notes, teacher_notes
 from ..tokenizer import MobileBertTokenizer
 from ..train.schedule import Stage
-from ..train.trainer import Dist, TrainConfig, fit, init_distributed
+from ..train.trainer import Dist, TrainConfig, check_batch, fit, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,7 @@ class FinetuneConfig:
         for key in ("kd_hidden", "kd_attention"):
             if getattr(self, key) > 0 and self.teacher is None:
                 raise ValueError(f"{key} needs a teacher to transfer from")
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        check_batch(self.batch_size, self.grad_accum)
 
 
 def setup_of(cfg: FinetuneConfig) -> TaskSetup:
