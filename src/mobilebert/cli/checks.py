@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..validate import (
@@ -256,12 +257,9 @@ def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
         from ..checkpoint import inspect
 
         trained = (inspect(cfg.model).finetune or {}).get("columns") or {}
-        cols = {"text": cfg.text_column, "text_pair": cfg.text_pair_column, "label": cfg.label_column}
-
-        class _Cols:  # the columns the model was trained on, unless given
-            text_column, text_pair_column, label_column = (cols[k] or trained.get(k) for k in cols)
-
-        _own_file(task, cfg.validation, _Cols, n, "validation")
+        cols = SimpleNamespace(**{f"{k}_column": getattr(cfg, f"{k}_column") or trained.get(k)  # as trained
+                                  for k in ("text", "text_pair", "label")})
+        _own_file(task, cfg.validation, cols, n, "validation")
         return
     if task.startswith("squad"):
         _squad_files(cfg.data, task, ("dev",), n)
