@@ -197,14 +197,14 @@ def _train(cfg: FinetuneConfig, out: Path, d: Dist, cache: str) -> dict[str, Any
         val_file = read_file(spec, cfg.validation, cache)
         file_references(spec, val_file)  # a label the training file never had: refused now, before any work
         notes += file_notes(spec, train_file, val_file, cfg.train)
-    elif cfg.source != "datasets" and not spec.is_squad:
-        glue.check_distinct_splits(spec.task, cfg.data)
     tokenizer = MobileBertTokenizer.from_pretrained(cfg.model)
     intermediate = cfg.kd_hidden > 0 or cfg.kd_attention > 0
     t_model = load_teacher(spec, cfg.teacher, tokenizer).to(d.device) if cfg.teacher is not None else None
     # intermediate transfer's layer map; a student deeper than its teacher is refused here, before any data is read
     tmap = TransferMap.build(t_model.config, MobileBertConfig.from_json(cfg.model)) if intermediate else None
     train_path = cfg.train if spec.is_file_task else cfg.data
+    if not spec.is_file_task and not spec.is_squad and cfg.source != "datasets":
+        glue.check_distinct_splits(spec.task, cfg.data)  # validation is never the training set
     train_data = load_train_data(spec, train_path, tokenizer, cfg.max_train_examples, cfg.source, cache)
     dev = load_eval_data(spec, cfg.validation if spec.is_file_task else cfg.data, tokenizer,
                          limit=cfg.max_eval_examples, source=cfg.source, cache_dir=cache)
