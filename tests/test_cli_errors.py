@@ -77,6 +77,7 @@ def world(tmp_path_factory) -> Path:
     (own / "latin1.csv").write_bytes("text,label\nun caf\u00e9,pos\n".encode("latin-1"))
     (own / "ml.csv").write_text("text,labels\na fine film,pos\n")
     (own / "train.conll").write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    (own / "dev.conll").write_text("Peter B-PER\nrejects O\n")
     (own / "columns.conll").write_text("EU NNP B-ORG\nrejects O\n")
     (own / "tag.conll").write_text("EU B-ORG\nrejects X-VERB\n")
     (w / "run" / "checkpoints" / "step-00000010").mkdir(parents=True)
@@ -167,7 +168,7 @@ CASES: list[tuple[list[str], str]] = [
     (own("W/own/train.csv", "W/own/dev_unseen.csv"), "dev_unseen.csv:3: label 'meh' is not among the training"),
     (own("W/own/not_object.jsonl"), "not_object.jsonl:2"),
     (own("W/own/latin1.csv"), "latin1.csv:2: not UTF-8"),
-    (own("W/own/ml.csv", "W/own/ml.csv", "--multi-label"), "ml.csv:2: multi-label value 'pos' is not a list"),
+    (own("W/own/ml.csv", "W/own/dev.csv", "--multi-label"), "ml.csv:2: multi-label value 'pos' is not a list"),
     (own("W/own/train.csv", "W/own/train.csv"), "the same file as train"),
     (own("W/own/train.csv", "W/own/dev.csv", "--label-separator", "|"), "label_separator"),
     (["finetune", *OWN[2:], "W/own/train.conll", "--task", "token-classification", "--validation",
@@ -175,7 +176,7 @@ CASES: list[tuple[list[str], str]] = [
     (["finetune", *OWN[2:], "W/own/tag.conll", "--task", "token-classification", "--validation",
       "W/own/train.conll"], "tag.conll:2: tag 'X-VERB' is not BIO"),
     (["finetune", *OWN[2:], "W/own/train.conll", "--task", "token-classification", "--validation",
-      "W/own/train.conll", "--text-pair-column", "b"], "text_pair_column"),
+      "W/own/dev.conll", "--text-pair-column", "b"], "text_pair_column"),
     (["finetune", *OWN[2:], "W/own/train.csv", "--task", "sst2"], "train: for your own files"),
     (["finetune", *OWN[:-1], "--validation", "W/own/dev.csv"], "give the training file"),
     (["finetune", "--task", "sst2", "--data", "W/own/train.csv", *FT[4:]], "--task text-classification --train"),

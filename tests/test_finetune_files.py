@@ -251,3 +251,18 @@ def test_settings_that_do_not_go_together(tiny_ckpt, data):
             check(FinetuneConfig(**base, **kw))
     np.testing.assert_equal(check(FinetuneConfig(**base, task="Text_Classification", train="a",
                                                  validation="b")).task, "text-classification")
+
+
+def test_regression_on_sentence_pairs_detects_the_pair_columns(tiny_ckpt, tmp_path):
+    lines = (SAMPLE_DIR / "stsb_dev.tsv").read_text(encoding="utf-8").splitlines()
+    head = lines[0].split("\t")
+    a, b, y = head.index("sentence1"), head.index("sentence2"), head.index("score")
+    rows = [[f[a], f[b], f[y]] for f in (line.split("\t") for line in lines[1:])]
+    tr = _write_csv(tmp_path / "train.csv", ["sentence1", "sentence2", "similarity"], rows[:200])
+    dev = _write_csv(tmp_path / "dev.csv", ["sentence1", "sentence2", "similarity"], rows[200:])
+    res = train(FinetuneConfig(task="regression", train=str(tr), validation=str(dev), label_column="similarity",
+                               model=str(tiny_ckpt), out=str(tmp_path / "r"), **{**COMMON, "epochs": 1}))
+    assert res["hparams"]["columns"] == {"text": "sentence1", "text_pair": "sentence2", "label": "similarity"}
+    assert {"pearson", "spearmanr", "score"} <= set(res["runs"][0]["best"]["validation"])
+    cfg = json.loads((tmp_path / "r" / "seed-3" / "best" / "config.json").read_text())
+    assert cfg["num_labels"] == 1 and cfg["problem_type"] == "regression"

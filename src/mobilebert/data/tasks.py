@@ -113,7 +113,7 @@ def check_data_settings(cfg: Any) -> None:
                              "task text-classification, regression or token-classification)")
         if multi:
             raise ValueError(f"multi_label: only with task text-classification, not {task}")
-        if training and cfg.data is None:
+        if training and cfg.data is None and getattr(cfg, "source", "tsv") != "datasets":
             raise ValueError(f"task {task} reads data: give the GLUE folder or SQuAD's JSON folder")
         return
     if task is None:
