@@ -266,3 +266,13 @@ def test_regression_on_sentence_pairs_detects_the_pair_columns(tiny_ckpt, tmp_pa
     assert {"pearson", "spearmanr", "score"} <= set(res["runs"][0]["best"]["validation"])
     cfg = json.loads((tmp_path / "r" / "seed-3" / "best" / "config.json").read_text())
     assert cfg["num_labels"] == 1 and cfg["problem_type"] == "regression"
+
+
+def test_multi_label_in_bf16_with_accumulation_resumes_to_the_same_results(tiny_ckpt, data, tmp_path):
+    kw = dict(task="text-classification", train=str(data / "ml_train.csv"), validation=str(data / "ml_dev.csv"),
+              multi_label=True, label_separator="|", model=str(tiny_ckpt), out=str(tmp_path),
+              **{**COMMON, "precision": "bf16", "grad_accum": 2})
+    first = train(FinetuneConfig(**kw))
+    assert [h["epoch"] for h in first["runs"][0]["history"]] == [1, 2]
+    again = train(FinetuneConfig(**kw, resume=True))
+    assert again["runs"] == first["runs"]  # restored from the last checkpoint, nothing trained again
