@@ -99,9 +99,11 @@ def test_csv_gives_the_same_examples_weights_and_score_as_glue(tiny_ckpt, data, 
 def test_evaluate_a_file_with_the_trained_columns(tiny_ckpt, data, tmp_path, capsys):
     out = tmp_path / "run"
     train(FinetuneConfig(task="text-classification", train=str(data / "train.csv"), validation=str(data / "dev.csv"),
-                         text_column="review", label_column="sentiment", model=str(tiny_ckpt), out=str(out),
-                         **{**COMMON, "epochs": 1}))
-    recorded = json.loads((out / "results.json").read_text())["runs"][0]["best"]["validation"]
+                         test=str(data / "dev.csv"), text_column="review", label_column="sentiment",
+                         model=str(tiny_ckpt), out=str(out), **{**COMMON, "epochs": 1}))
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    recorded = run["best"]["validation"]
+    assert run["test"] == pytest.approx(recorded)  # --test: the best model scored once more, here on the same rows
     assert main(["evaluate", "--model", str(out / "seed-3" / "best"), "--validation", str(data / "dev.csv"),
                  "--out", str(tmp_path / "ev")]) == 0
     printed = capsys.readouterr().out
