@@ -189,8 +189,8 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
     assert load(FinetuneConfig, values=need).task == "sst2"
     for extra, message in (({"kd_hidden": 1.0}, "kd_hidden needs a teacher"),
                            ({"batch_size": 30, "grad_accum": 4}, "batch_size 30 is not divisible by grad_accum 4"),
-                           ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be <= 1"),
-                           ({"task": "nope"}, "unknown task 'nope'"), ({"dropout": 1.0}, "dropout must be < 1")):
+                           ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be in [0, 1], got 2"),
+                           ({"task": "nope"}, "unknown task 'nope'"), ({"dropout": 1.0}, "dropout must be in [0, 1), got 1")):
         with pytest.raises(UsageError, match=re.escape(message)):
             load(FinetuneConfig, values={**need, **extra})
     from mobilebert.recipes.evaluate import EvaluateConfig

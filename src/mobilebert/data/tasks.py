@@ -103,35 +103,36 @@ FILE_SETTINGS = ("train", "validation", "test", "text_column", "text_pair_column
 def check_data_settings(cfg: Any) -> None:
     """Which data settings go with which task (``FinetuneConfig`` and ``EvaluateConfig`` alike): GLUE and SQuAD
     read ``data``; the user's own files (``FILE_TASKS``) read ``train`` / ``validation`` with the column settings.
-    ``cfg.task`` is canonical or None (an evaluated model's own task)."""
+    ``cfg.task`` is canonical or None (an evaluated model's own task). ``{key}`` in a message reads as the user
+    spelled that setting (``options.check``)."""
     task, training, multi = cfg.task, hasattr(cfg, "train"), getattr(cfg, "multi_label", False)
     own = [k for k in FILE_SETTINGS if getattr(cfg, k, None) is not None]
     if task is not None and task not in FILE_TASKS:
         if own:
             kind = "GLUE's TSV files" if task in glue.TASKS else "SQuAD's JSON"
-            raise ValueError(f"{own[0]}: for your own files; {task} reads {kind} from data (for a file of yours: "
-                             "task text-classification, regression or token-classification)")
+            raise ValueError(f"{{{own[0]}}}: for your own files; {task} reads {kind} from {{data}} (for a file of "
+                             "yours: {task} text-classification, regression or token-classification)")
         if multi:
-            raise ValueError(f"multi_label: only with task text-classification, not {task}")
+            raise ValueError(f"{{multi_label}}: only with {{task}} text-classification, not {task}")
         if training and cfg.data is None and getattr(cfg, "source", "tsv") != "datasets":
-            raise ValueError(f"task {task} reads data: give the GLUE folder or SQuAD's JSON folder")
+            raise ValueError(f"{{task}} {task} reads {{data}}: give the GLUE folder or SQuAD's JSON folder")
         return
     if task is None:
         return
     if cfg.data is not None:
-        raise ValueError(f"data: {task} reads your own files; give {'train and ' if training else ''}validation "
-                         "instead")
+        raise ValueError(f"{{data}}: {task} reads your own files; give {'{train} and ' if training else ''}"
+                         "{validation} instead")
     if training and cfg.train is None:
-        raise ValueError(f"task {task}: give the training file (train)")
+        raise ValueError(f"{{task}} {task}: give the training file ({{train}})")
     if training and cfg.validation is None:
-        raise ValueError(f"task {task}: give a validation file (validation): it picks the best epoch, and is "
-                         "never the training set")
+        raise ValueError(f"{{task}} {task}: give a validation file ({{validation}}): it picks the best epoch, and "
+                         "is never the training set")
     if training and Path(cfg.validation).resolve() == Path(cfg.train).resolve():
-        raise ValueError(f"validation {cfg.validation}: the same file as train; validation is never the training "
-                         "set: hold out part of your data in a file of its own")
+        raise ValueError(f"{{validation}} {cfg.validation}: the same file as {{train}}; validation is never the "
+                         "training set: hold out part of your data in a file of its own")
     if cfg.text_pair_column is not None and task == "token-classification":
-        raise ValueError("text_pair_column: token-classification tags one sequence of tokens; it takes no pair")
+        raise ValueError("{text_pair_column}: token-classification tags one sequence of tokens; it takes no pair")
     if multi and task != "text-classification":
-        raise ValueError(f"multi_label: only with task text-classification, not {task}")
+        raise ValueError(f"{{multi_label}}: only with {{task}} text-classification, not {task}")
     if training and cfg.label_separator is not None and not multi:
-        raise ValueError("label_separator: only with multi_label")
+        raise ValueError("{label_separator}: only with {multi_label}")

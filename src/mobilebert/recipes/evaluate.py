@@ -41,7 +41,7 @@ class EvaluateConfig:
         if self.task is not None:
             self.task = task_name(self.task)
         if (self.data is None) == (self.validation is None):
-            raise ValueError("give data (GLUE, SQuAD) or validation (a file of yours), one of them")
+            raise ValueError("give {data} (GLUE, SQuAD) or {validation} (a file of yours), one of them")
         check_data_settings(self)
 
 

@@ -141,7 +141,7 @@ class FinetuneConfig:
             raise ValueError(f"seeds {','.join(map(str, self.seeds))}: a seed is repeated")
         for key in ("kd_hidden", "kd_attention"):
             if getattr(self, key) > 0 and self.teacher is None:
-                raise ValueError(f"{key} needs a teacher to transfer from")
+                raise ValueError(f"{{{key}}} needs a {{teacher}} to transfer from")
         check_batch(self.batch_size, self.grad_accum)
 
 
