@@ -278,3 +278,18 @@ def test_multi_label_in_bf16_with_accumulation_resumes_to_the_same_results(tiny_
     assert [h["epoch"] for h in first["runs"][0]["history"]] == [1, 2]
     again = train(FinetuneConfig(**kw, resume=True))
     assert again["runs"] == first["runs"]  # restored from the last checkpoint, nothing trained again
+
+
+def test_the_cli_detects_columns_and_notes_overlap_and_imbalance(tiny_ckpt, tmp_path, capsys):
+    rows = [[t, "spam" if i % 10 == 0 else "ham"] for i, (t, _) in enumerate(_sample("train", 120))]
+    tr = _write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    dev = _write_csv(tmp_path / "dev.csv", ["text", "label"], rows[:40])  # every text also in training
+    assert main(["finetune", "--task", "text-classification", "--train", str(tr), "--validation", str(dev),
+                 "--model", str(tiny_ckpt), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16",
+                 "--max-seq-length", "32", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "40 of 40 validation texts also appear in the training file" in out
+    assert "90.0% of the training rows are 'ham'" in out
+    meta = json.loads((tmp_path / "run" / "seed-1" / "best" / "finetune.json").read_text())
+    assert meta["columns"] == {"text": "text", "text_pair": None, "label": "label"}
+    assert meta["label_names"] == ["ham", "spam"]
