@@ -143,12 +143,6 @@ def test_bad_input_is_one_line_exit_2_nothing_written(args, message, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
-def _finetune_takes_files() -> bool:
-    from mobilebert.finetune.run import FinetuneConfig
-
-    return "train" in {f.name for f in dataclasses.fields(FinetuneConfig)}
-
-
 def readme_commands(section: str = "## Your own data") -> list[str]:
     """The shell commands of the README's own-data section, as written (``$`` lines of its ```bash blocks)."""
     text = README.read_text()
@@ -169,8 +163,6 @@ def test_the_readme_section_has_build_commands():
 def test_the_readme_own_data_commands_run_as_written(tiny_ckpt, tiny_teacher, tmp_path, monkeypatch):  # noqa: F811
     """From a CSV (the SST-2 sample as text,label with string labels) to report.md, with the README's commands;
     the test only adds tiny sizes (the README's own defaults would take minutes)."""
-    if not _finetune_takes_files():
-        pytest.skip("finetune does not read --train/--validation files yet (issue 21 item 1)")
     from mobilebert.data import glue
 
     monkeypatch.chdir(tmp_path)

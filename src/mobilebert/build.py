@@ -102,15 +102,19 @@ def training_texts(cfg: Any) -> tuple[list[tuple[Any, Any]], int]:
     import random
 
     if is_file_task(cfg):
+        import tempfile
+
         from .data import files
 
-        if cfg.task == "token-classification":
-            rows = [(w, None) for w in files.read_tagged_file(cfg.train).words]
-        else:
-            f = files.read_text_file(cfg.train, cfg.text_column, cfg.text_pair_column, cfg.label_column,
-                                     need_label=False)
-            texts, pairs = f.texts(), f.pairs()
-            rows = list(zip(texts, pairs or [None] * len(texts), strict=True))
+        with tempfile.TemporaryDirectory(prefix="mobilebert-data-") as cache:  # datasets' Arrow copy, then gone
+            if cfg.task == "token-classification":
+                rows = [(w, None) for w in files.read_tagged_file(cfg.train, cfg.text_column, cfg.label_column,
+                                                                  cache_dir=cache).words]
+            else:
+                f = files.read_text_file(cfg.train, cfg.text_column, cfg.text_pair_column, cfg.label_column,
+                                         need_label=False, cache_dir=cache)
+                texts, pairs = list(f.texts()), f.pairs()
+                rows = list(zip(texts, list(pairs) if pairs is not None else [None] * len(texts), strict=True))
     else:
         from .data import glue
 
@@ -256,11 +260,7 @@ def finetune_config(cfg: Any, plan: Plan, out: Path, stage: str) -> Any:
     transfer. Resumed when the stage's folder already holds a run."""
     from .finetune.run import FinetuneConfig
 
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    data = {k: getattr(cfg, k) for k in DATA_FIELDS if k in known and getattr(cfg, k, None) is not None}
-    missing = [k for k in DATA_FIELDS if k not in known and getattr(cfg, k, None) not in (None, False)]
-    if missing:
-        raise ValueError(f"{', '.join(missing)}: this version of finetune does not take data files yet")
+    data = {k: getattr(cfg, k) for k in DATA_FIELDS}
     folder = stage_dir(out, stage)
     common = dict(out=str(folder), max_seq_length=plan.max_seq_length, batch_size=cfg.batch_size,
                   seeds=list(plan.seeds), max_train_examples=cfg.max_train_examples,
@@ -299,18 +299,22 @@ def stage_student(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- evaluation
 def validation_rows(cfg: Any, plan: Plan, out: Path, spec: Any, tokenizer: Any) -> tuple[Any, list[Any]]:
     """(encoded validation rows, their references): the first evaluation split exactly as the training stages
-    scored it (``finetune.run.load_dev`` of the stage's own settings)."""
+    scored it (``finetune.run.load_dev`` of the stage's own settings; ``spec`` the fine-tuned folder's)."""
+    import tempfile
+
     from .finetune.run import load_dev
 
-    _, (_, enc) = next(iter(load_dev(finetune_config(cfg, plan, out, "student"), spec, tokenizer).items()))
+    with tempfile.TemporaryDirectory(prefix="mobilebert-data-") as cache:
+        _, (_, enc) = next(iter(load_dev(finetune_config(cfg, plan, out, "student"), spec, tokenizer,
+                                         cache).items()))
     return enc, list(enc.targets)
 
 
-def task_kind(spec: Any, cfg: Any) -> str:
+def task_kind(spec: Any) -> str:
     """classification, multi-label, regression or token: how outputs are scored."""
-    if getattr(cfg, "task", "") == "token-classification":
+    if spec.is_token:
         return "token"
-    if getattr(cfg, "multi_label", False):
+    if spec.multi_label:
         return "multi-label"
     return "regression" if spec.is_regression else "classification"
 
@@ -360,7 +364,7 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     for who in ("teacher", "student"):
         src = best_dir(out, who, plan)
         model, tokenizer, spec = load_finetuned(src)
-        kind = task_kind(spec, cfg)
+        kind = task_kind(spec)
         names = [model.config.id2label.get(i, str(i)) for i in range(model.config.num_labels)] \
             if model.config.id2label else list(spec.labels)
         enc, refs = validation_rows(cfg, plan, out, spec, tokenizer)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from safetensors import SafetensorError
 
 from .atomic import atomic_path, atomic_write_text
-from .config import ConfigError, MobileBertConfig
+from .config import ConfigError, MobileBertConfig, read_json_object
 
 if TYPE_CHECKING:  # torch is imported by the functions that move tensors, so inspect() stays light
     import torch
@@ -41,7 +41,8 @@ HEAD_CLASSES = {"pretraining": "MobileBertForPreTraining",  # MLM + NSP
                 "mlm": "MobileBertForMaskedLM",
                 "encoder": "MobileBertModel",  # no head (e.g. a sentence encoder)
                 "classifier": "MobileBertForSequenceClassification",  # num_labels 1: regression
-                "qa": "MobileBertForQuestionAnswering"}  # span start / end
+                "qa": "MobileBertForQuestionAnswering",  # span start / end
+                "token": "MobileBertForTokenClassification"}  # a label per token (tagging)
 BASE = "mobilebert."
 # Ours <-> Hugging Face, for names that differ (applied to the key's tail).
 RENAMES = {"cls.predictions.extra": "cls.predictions.dense.weight"}
@@ -237,7 +238,7 @@ def _head_from_weights(names: frozenset[str]) -> str:
 def _head_from_architecture(arch: str) -> str:
     kind = arch.replace("MobileBert", "").replace("Bert", "")
     return {"ForPreTraining": "pretraining", "ForMaskedLM": "mlm", "ForSequenceClassification": "classifier",
-            "ForQuestionAnswering": "qa"}.get(kind, "encoder")
+            "ForQuestionAnswering": "qa", "ForTokenClassification": "token"}.get(kind, "encoder")
 
 
 def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
@@ -254,18 +255,8 @@ def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
                                   f"({str(e).splitlines()[0]})") from None
     index = p / "model.safetensors.index.json"
     if index.is_file():
-        return frozenset(_read_json(index).get("weight_map", {}))
+        return frozenset(read_json_object(index, CheckpointError).get("weight_map", {}))
     return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return raw
 
 
 def inspect(path: str | os.PathLike) -> CheckpointInfo:
@@ -276,13 +267,15 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
         raise FileNotFoundError(f"{p}: not a checkpoint directory")
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p}: no config.json in the checkpoint directory")
-    raw = _read_json(p / "config.json")
+    raw = read_json_object(p / "config.json", CheckpointError)
     archs = raw.get("architectures") or [""]
     config = MobileBertConfig.from_json(p / "config.json")
     names = stored_weight_names(p)
     weight_file = next((n for n in WEIGHT_FILES if (p / n).is_file()), None)
     head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
-    meta = _read_json(p / FINETUNE_FILE) if (p / FINETUNE_FILE).is_file() else None
+    if head == "classifier" and _head_from_architecture(str(archs[0])) == "token":  # same weight names: per token
+        head = "token"
+    meta = read_json_object(p / FINETUNE_FILE, CheckpointError) if (p / FINETUNE_FILE).is_file() else None
     return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,
                           weight_names=names, vocab_files=tuple(n for n in VOCAB_FILES if (p / n).is_file()),
                           pooling_files=tuple(n for n in POOLING_FILES if (p / n).is_file()), finetune=meta)

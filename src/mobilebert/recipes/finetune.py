@@ -1,4 +1,5 @@
-"""``mobilebert finetune``: fine-tune a checkpoint on a GLUE task or SQuAD, once per seed, keep the best epoch.
+"""``mobilebert finetune``: fine-tune a checkpoint on a GLUE task, SQuAD or the user's own files (text
+classification incl. pairs and multi-label, regression, token classification), once per seed, keep the best epoch.
 
 Reads top to bottom: check the settings (``FinetuneConfig``; on ``resume``, against the run's stored config.yaml)
 -> tokenizer, teacher (task distillation) and data -> the teacher's outputs on the training set, once -> for each
@@ -21,6 +22,7 @@ from ..finetune.run import (  # noqa: F401  (the command's config class and the 
     FinetuneConfig,
     format_summary,
     resumed_config,
+    setup_of,
     summarize,
     train,
     train_one_seed,
@@ -36,5 +38,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         print(format_summary(results))
         print(f"results: {cfg.out}/results.json")
         for note in finetune_notes(results, cfg.data if cfg.source != "datasets" else None):  # at chance: say so
+            print(f"note: {note}")
+        for note in results["hparams"].get("notes", []):  # about the data, the teacher, the starting model
             print(f"note: {note}")
     return results
