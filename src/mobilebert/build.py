@@ -523,6 +523,9 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
         parts += [f"Always answering the commonest validation label ({ev['majority']['label']!r}) scores "
                   f"{ev['majority']['score']:.2f}: a model at or below that has learned nothing.", ""]
     parts += [f"**int8:** {ev['int8_reason']}.", ""]
+    notes = list(dict.fromkeys([*t["hparams"].get("notes", []), *s["hparams"].get("notes", [])]))
+    if notes:  # finetune's notes on the data (overlap, imbalance, rare labels, truncation) and the teacher
+        parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     student = scores["student onnx-int8" if ev["int8_kept"] else "student onnx-fp32"]
     pictures: dict[str, str] = {}
     if ev["kind"] == "classification":
