@@ -296,3 +296,30 @@ def test_token_classification_builds_without_a_mediapipe_file(tiny_ckpt, tiny_te
     assert all(0 <= ev["scores"][k]["score"] <= 100 for k in ev["scores"])
     assert "MediaPipe's TextClassifier runs single-label classifiers only" in done["app"]["mediapipe"]["note"]
     assert "Per entity type" in (tmp_path / "b" / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["regression", "multi-label"])
+def test_regression_and_multi_label_build_an_onnx_app(kind, tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
+    from mobilebert import options
+    from mobilebert.data import glue
+
+    def table(split: str, n: int) -> Path:
+        path = tmp_path / f"{split}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            for e in glue.read_glue("sst2", SAMPLE_DIR, split, limit=n):
+                short = "short" if len(e.text_a.split()) < 12 else "long"
+                w.writerow([e.text_a, f"{e.label}.5" if kind == "regression" else f"{'pos' if e.label else 'neg'}|{short}"])
+        return path
+
+    extra = {"task": "regression"} if kind == "regression" else {"multi_label": True, "label_separator": "|"}
+    cfg = options.check(BuildConfig(out=str(tmp_path / "b"), train=str(table("train", 200)),
+                                    validation=str(table("dev", 48)), teacher=str(tiny_teacher),
+                                    student=str(tiny_ckpt), **{**SMALL, "mediapipe": True}, **extra))
+    done = run_build(cfg)
+    assert done["evaluate"]["kind"] == kind
+    assert all(k in done["evaluate"]["scores"] for k in ("student onnx-fp32", "student onnx-int8"))
+    assert "single-label classifiers only" in done["app"]["mediapipe"]["note"]
+    assert (tmp_path / "b" / "app" / "onnx" / "model.onnx").is_file() and (tmp_path / "b" / "report.md").is_file()
