@@ -276,6 +276,7 @@ def test_scores_per_kind_on_known_outputs():
 def test_token_classification_builds_without_a_mediapipe_file(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
     """CoNLL files (the SST-2 sample's words, "film" / "movie" tagged as THING) -> entity F1 for every format,
     a per-type table, and the ONNX app with a note instead of the MediaPipe file."""
+    pytest.importorskip("seqeval")  # entity scores (not in .venv-mobile)
     from mobilebert import options
     from mobilebert.data import glue
 
