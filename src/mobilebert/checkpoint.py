@@ -41,7 +41,8 @@ HEAD_CLASSES = {"pretraining": "MobileBertForPreTraining",  # MLM + NSP
                 "mlm": "MobileBertForMaskedLM",
                 "encoder": "MobileBertModel",  # no head (e.g. a sentence encoder)
                 "classifier": "MobileBertForSequenceClassification",  # num_labels 1: regression
-                "qa": "MobileBertForQuestionAnswering"}  # span start / end
+                "qa": "MobileBertForQuestionAnswering",  # span start / end
+                "token": "MobileBertForTokenClassification"}  # a label per token (tagging, NER)
 BASE = "mobilebert."
 # Ours <-> Hugging Face, for names that differ (applied to the key's tail).
 RENAMES = {"cls.predictions.extra": "cls.predictions.dense.weight"}
@@ -193,6 +194,17 @@ class CheckpointInfo:
         return self.config.id2label
 
     @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class (or tag) names in id order, readable: config.json's ``id2label``, with GLUE's readable names
+        (``data.glue.readable_labels``) in place of bare digits; ``LABEL_i`` when the config has none. The one
+        answer for predict and every export."""
+        from .data.glue import readable_labels
+
+        n = self.config.num_labels
+        names = [self.id2label[i] for i in range(n)] if self.id2label else [f"LABEL_{i}" for i in range(n)]
+        return readable_labels(self.task, names)
+
+    @property
     def label2id(self) -> dict[str, int] | None:
         return None if self.config.id2label is None else {v: k for k, v in self.config.id2label.items()}
 
@@ -237,7 +249,7 @@ def _head_from_weights(names: frozenset[str]) -> str:
 def _head_from_architecture(arch: str) -> str:
     kind = arch.replace("MobileBert", "").replace("Bert", "")
     return {"ForPreTraining": "pretraining", "ForMaskedLM": "mlm", "ForSequenceClassification": "classifier",
-            "ForQuestionAnswering": "qa"}.get(kind, "encoder")
+            "ForQuestionAnswering": "qa", "ForTokenClassification": "token"}.get(kind, "encoder")
 
 
 def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
@@ -282,6 +294,8 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
     names = stored_weight_names(p)
     weight_file = next((n for n in WEIGHT_FILES if (p / n).is_file()), None)
     head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
+    if head == "classifier" and _head_from_architecture(str(archs[0])) == "token":  # same weight names
+        head = "token"
     meta = _read_json(p / FINETUNE_FILE) if (p / FINETUNE_FILE).is_file() else None
     return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,
                           weight_names=names, vocab_files=tuple(n for n in VOCAB_FILES if (p / n).is_file()),

@@ -74,11 +74,11 @@ def seq_fits(flag: str, seq: int | None, model_dir: str | None) -> None:
 def _export(cfg: Any, n: Callable[[str], str]) -> None:
     if cfg.format != "onnx":
         seq_fits(n("seq_len"), cfg.seq_len, cfg.model_dir)
+    if cfg.format == "mediapipe":  # what the checkpoint is, before which packages it would need
+        _mediapipe_checkpoint(cfg, n)
     missing, install = missing_packages(cfg.format)
     if missing:
         raise UsageError(f"--format {cfg.format} needs `pip install {install}` ({', '.join(missing)} missing)")
-    if cfg.format == "mediapipe":
-        _mediapipe_checkpoint(cfg, n)
 
 
 def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
@@ -87,6 +87,10 @@ def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
     from ..checkpoint import inspect
 
     info, where = inspect(cfg.model_dir), f"{n('model_dir')} {cfg.model_dir}"
+    if info.head == "token":
+        from ..deploy.mediapipe import TOKEN_ROUTE
+
+        raise UsageError(f"{where}: {TOKEN_ROUTE}")
     if info.head not in ("classifier", "encoder"):
         raise UsageError(f"{where}: {info.architecture} is neither a sequence classifier nor an encoder "
                          "(MobileBertModel); MediaPipe's text tasks run only those")
@@ -238,6 +242,7 @@ def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
 
 
 def _predict(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..checkpoint import inspect
     from ..data import glue
 
     task = _finetuned(cfg, n)
@@ -245,13 +250,19 @@ def _predict(cfg: Any, n: Callable[[str], str]) -> None:
         if cfg.texts or cfg.pair:
             raise UsageError(f"{n('model')} {cfg.model} answers questions ({task}): give --question and --context")
         return
-    pairs = len(glue.get_task(task).text) == 2
     if cfg.question:
-        raise UsageError(f"--question: {cfg.model} is a {task} classifier, not a question-answering model")
+        raise UsageError(f"--question: {cfg.model} is a {task} model, not a question-answering model")
+    if task not in glue.TASKS:  # the user's own files: pairs are known from the columns it was trained on
+        info = inspect(cfg.model)
+        columns = (info.finetune or {}).get("columns") or {}
+        if cfg.pair and (info.head == "token" or "text_pair" in columns and not columns["text_pair"]):
+            raise UsageError(f"--pair: {cfg.model} reads single texts; give them as arguments")
+        return
+    pairs = len(glue.get_task(task).text) == 2
     if cfg.pair and not pairs:
         raise UsageError(f"--pair: {task} takes single sentences; give them as arguments")
     if cfg.texts and pairs:
-        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
+        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --input)")
 
 
 COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {

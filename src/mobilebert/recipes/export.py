@@ -50,7 +50,7 @@ def main(cfg: ExportConfig, overwrite: bool = True) -> int:
 
             fn = mobile.export_executorch if cfg.format == "executorch" else mobile.export_litert
             path = fn(load_for_export(cfg.model_dir), cfg.out, int8=cfg.int8, seq_len=cfg.seq_len,
-                      overwrite=overwrite)
+                      overwrite=overwrite, source=cfg.model_dir)
             print(f"{path}: {path.stat().st_size / 2**20:.1f} MB, batch 1 x seq {cfg.seq_len}, "
                   f"{'int8' if cfg.int8 else 'fp32'}, parity with PyTorch checked")
             return 0
