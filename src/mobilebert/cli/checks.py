@@ -241,11 +241,27 @@ def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
         _glue_examples(t, cfg.data, split, n)
 
 
+def _predict_input(path: str, flag: str) -> None:
+    """A file predict can read: a text file of lines (UTF-8, not empty) or a table format data.files reads."""
+    from ..data.files import DataFileError, check_text_file, file_format
+    from ..finetune.predict import LINE_FILES
+
+    try:
+        if Path(path).is_file() and Path(path).suffix.lower() in LINE_FILES:
+            check_text_file(path)
+        else:
+            file_format(path)
+    except DataFileError as e:
+        raise UsageError(f"{flag} {e}") from None
+
+
 def _predict(cfg: Any, n: Callable[[str], str]) -> None:
     from ..checkpoint import inspect
     from ..data import glue
 
     task = _finetuned(cfg, n)
+    if cfg.input or cfg.file:
+        _predict_input(cfg.input or cfg.file, n("input" if cfg.input else "file"))
     if task.startswith("squad"):
         if cfg.texts or cfg.pair:
             raise UsageError(f"{n('model')} {cfg.model} answers questions ({task}): give --question and --context")
