@@ -16,7 +16,7 @@ MPY := $(MOBILE_VENV)/bin/python
 MOBILE_STAMP := $(MOBILE_VENV)/.mobilebert-installed
 MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py tests/test_bench_mobile.py
 
-.PHONY: demo test test-fast lint bench clean mobile-venv
+.PHONY: demo test test-fast lint reference bench clean mobile-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ endif
 test-fast: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -m "not slow and not mobile" $(PYTEST_ARGS)
+
+reference: $(STAMP)  # docs/reference.md from the commands' config dataclasses
+	$(PY) -m mobilebert.cli.reference
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -187,8 +187,8 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
     assert load(FinetuneConfig, values=need).task == "sst2"
     for extra, message in (({"kd_hidden": 1.0}, "kd_hidden needs a teacher"),
                            ({"batch_size": 30, "grad_accum": 4}, "batch_size 30 is not divisible by grad_accum 4"),
-                           ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be <= 1"),
-                           ({"task": "nope"}, "unknown GLUE task 'nope'"), ({"dropout": 1.0}, "dropout must be < 1")):
+                           ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be in [0, 1], got 2"),
+                           ({"task": "nope"}, "unknown GLUE task 'nope'"), ({"dropout": 1.0}, "dropout must be in [0, 1), got 1")):
         with pytest.raises(UsageError, match=re.escape(message)):
             load(FinetuneConfig, values={**need, **extra})
     from mobilebert.recipes.evaluate import EvaluateConfig
@@ -196,10 +196,10 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
 
     for cls in (EvaluateConfig, PredictConfig):  # the same task names everywhere
         assert load(cls, values={"model": "m", "data": "d", "task": "squad-v2"} if cls is EvaluateConfig
-                    else {"model": "m", "task": "squad-v2"}).task == "squad2"
+                    else {"model": "m", "task": "squad-v2", "texts": ["a"]}).task == "squad2"
         with pytest.raises(UsageError, match="unknown GLUE task 'nope'; choose from .*, squad, squad2"):
             load(cls, values={"model": "m", "data": "d", "task": "nope"} if cls is EvaluateConfig
-                 else {"model": "m", "task": "nope"})
+                 else {"model": "m", "task": "nope", "texts": ["a"]})
 
 
 def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):

@@ -52,18 +52,6 @@ def test_progress_off_a_terminal_logs_lines_not_redraws(caplog):
     assert stream.getvalue() == ""  # nothing drawn
 
 
-def test_loss_plot_gives_each_kind_of_stage_its_own_axis(tmp_path):
-    import json
-
-    import matplotlib.pyplot as plt
-    from mobilebert.report import plot_losses
-
-    recs = [{"step": s, "stage": "progressive.0" if s < 5 else "distill", "loss": 10.0 / s} for s in range(1, 10)]
-    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    png = plot_losses({"student": tmp_path / "m.jsonl"}, tmp_path / "loss.png")
-    assert plt.imread(png).shape[0] == round(2 * 2.6 * 110)  # two panels: transfer, then distillation
-
-
 def test_a_subset_is_compared_with_its_own_majority_class(tmp_path):
     """--max-eval-examples N: the baseline is the first N rows' majority, not the whole split's."""
     rows = [f"s{i}\t{int(i < 10)}" for i in range(100)]  # the first 10 positive, the other 90 negative

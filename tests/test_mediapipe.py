@@ -91,9 +91,9 @@ def exported(tmp_path_factory):
 
 def _ours(checkpoint: Path, task: str):
     from mobilebert.deploy.mediapipe import TextPipeline
-    from mobilebert.deploy.onnx import load_for_export
+    from mobilebert.load import load_model
 
-    return TextPipeline(load_for_export(checkpoint).eval(), MobileBertTokenizer.from_pretrained(checkpoint), task, SEQ)
+    return TextPipeline(load_model(checkpoint).eval(), MobileBertTokenizer.from_pretrained(checkpoint), task, SEQ)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -102,3 +102,16 @@ def test_every_command_builds_its_flags_from_its_config():
     for name in COMMANDS:
         text = subs[name].format_help()
         assert "example:" in text, name
+
+
+def test_a_missing_package_is_named_with_the_install_line_before_any_work(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from mobilebert.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    assert main(["demo", "--fast", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scipy" in err[0] and 'pip install "mobilebert[all]"' in err[0]
+    assert not (tmp_path / "d").exists()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from safetensors import SafetensorError
 
 from .atomic import atomic_path, atomic_write_text
-from .config import ConfigError, MobileBertConfig
+from .config import ConfigError, MobileBertConfig, read_json_object
 
 if TYPE_CHECKING:  # torch is imported by the functions that move tensors, so inspect() stays light
     import torch
@@ -266,18 +266,8 @@ def stored_weight_names(path: str | os.PathLike) -> frozenset[str] | None:
                                   f"({str(e).splitlines()[0]})") from None
     index = p / "model.safetensors.index.json"
     if index.is_file():
-        return frozenset(_read_json(index).get("weight_map", {}))
+        return frozenset(read_json_object(index, CheckpointError).get("weight_map", {}))
     return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return raw
 
 
 def inspect(path: str | os.PathLike) -> CheckpointInfo:
@@ -288,7 +278,7 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
         raise FileNotFoundError(f"{p}: not a checkpoint directory")
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p}: no config.json in the checkpoint directory")
-    raw = _read_json(p / "config.json")
+    raw = read_json_object(p / "config.json", CheckpointError)
     archs = raw.get("architectures") or [""]
     config = MobileBertConfig.from_json(p / "config.json")
     names = stored_weight_names(p)
@@ -296,7 +286,7 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
     head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
     if head == "classifier" and _head_from_architecture(str(archs[0])) == "token":  # same weight names
         head = "token"
-    meta = _read_json(p / FINETUNE_FILE) if (p / FINETUNE_FILE).is_file() else None
+    meta = read_json_object(p / FINETUNE_FILE, CheckpointError) if (p / FINETUNE_FILE).is_file() else None
     return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,
                           weight_names=names, vocab_files=tuple(n for n in VOCAB_FILES if (p / n).is_file()),
                           pooling_files=tuple(n for n in POOLING_FILES if (p / n).is_file()), finetune=meta)

@@ -156,12 +156,7 @@ class MobileBertConfig:
             path = path / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config file")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
+        raw = read_json_object(path)
         try:
             return cls.from_dict(raw, **overrides)
         except ConfigError as e:
@@ -296,3 +291,15 @@ def _reject_unsupported(raw: dict[str, Any]) -> None:
         raise ConfigError("decoder / cross-attention configs are not supported")
     if raw.get("problem_type") == "multi_label_classification":
         raise ConfigError("problem_type multi_label_classification is not supported")
+
+
+def read_json_object(path: str | os.PathLike, error: type[ValueError] = ConfigError) -> dict[str, Any]:
+    """A JSON file holding one object (config.json, finetune.json, an index); one-line ``error`` naming the file."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a JSON object")
+    return raw

@@ -13,6 +13,7 @@ No torch here: loading a config must be cheap and must fail before anything heav
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -124,6 +125,12 @@ def _bound(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise UsageError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
+    low = [(k, meta[k]) for k in ("at_least", "above") if meta.get(k) is not None]
+    high = [(k, meta[k]) for k in ("at_most", "below") if meta.get(k) is not None]
+    if low and high and not (value >= low[0][1] if low[0][0] == "at_least" else value > low[0][1]) or \
+            low and high and not (value <= high[0][1] if high[0][0] == "at_most" else value < high[0][1]):
+        lo, hi = "[" if low[0][0] == "at_least" else "(", "]" if high[0][0] == "at_most" else ")"
+        raise UsageError(f"{name} must be in {lo}{low[0][1]:g}, {high[0][1]:g}{hi}, got {value:g}")
     for key, ok, word in (("at_least", value >= (meta.get("at_least") or 0), ">="),
                           ("above", value > (meta.get("above") or 0), ">"),
                           ("at_most", value <= (meta.get("at_most") or 0), "<="),
@@ -160,8 +167,10 @@ def check(cfg: Any, where: str = "", prefix: str = "", names: Mapping[str, str] 
     if callable(own):
         try:
             own()
-        except ValueError as e:
-            raise UsageError(f"{head}{prefix}{e}" if prefix and not str(e).startswith(prefix) else f"{head}{e}") \
+        except ValueError as e:  # {key} in a relation's message reads as the user spelled that setting
+            text = re.sub(r"\{(\w+)\}", lambda m: names.get(prefix + m.group(1), prefix + m.group(1)).split(": ")[-1],
+                          str(e))
+            raise UsageError(f"{head}{prefix}{text}" if prefix and not text.startswith(prefix) else f"{head}{text}") \
                 from None
     return cfg
 

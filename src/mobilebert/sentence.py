@@ -84,7 +84,8 @@ class SentenceEncoder:
 
     def __init__(self, model: MobileBertModel, tokenizer: MobileBertTokenizer,
                  pooling: PoolingConfig | None = None, config: MobileBertConfig | None = None) -> None:
-        """``model`` is a MobileBertModel, or anything called like one (an ``OnnxModel``, with its ``config``)."""
+        """``model`` is a MobileBertModel, or anything called like one (an ``OnnxModel`` or ``OpenVinoModel``,
+        with its ``config``)."""
         self.model = model.eval() if isinstance(model, torch.nn.Module) else model
         self.config = config or model.config
         self.tokenizer = tokenizer
@@ -120,6 +121,19 @@ class SentenceEncoder:
         config = MobileBertConfig.from_json(folder / "config.json")
         return cls(OnnxModel(onnx_dir, threads=threads, int8=int8), MobileBertTokenizer.from_pretrained(folder),
                    PoolingConfig.read(folder), config)
+
+    @classmethod
+    def from_openvino(cls, ov_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, int8: bool = False,
+                      threads: int | None = None, precision: str | None = None) -> SentenceEncoder:
+        """The same encoder run by OpenVINO from a ``mobilebert export --format openvino`` folder of
+        ``checkpoint_dir`` (tokenizer and pooling files from there); ``precision`` f32/bf16, default the
+        exported one."""
+        from .deploy.openvino import OpenVinoModel
+
+        folder = Path(checkpoint_dir)
+        config = MobileBertConfig.from_json(folder / "config.json")
+        return cls(OpenVinoModel(ov_dir, threads=threads, int8=int8, precision=precision),
+                   MobileBertTokenizer.from_pretrained(folder), PoolingConfig.read(folder), config)
 
     def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
         """Encoder (weights stored as ``dtype`` when given, e.g. float16 to ship), tokenizer and pooling files."""

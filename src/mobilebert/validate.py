@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import WEIGHT_FILES
 from .options import UsageError  # one home; re-exported for the checks below
 
 # What a training run writes into its folder; --overwrite removes these (never other files).
 RUN_ARTIFACTS = ("checkpoints", "stages", "tensorboard", "metrics.jsonl", "config.yaml", "results.json", "seed-*")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TEXT_PROBE_BYTES = 1 << 16
 # Export format -> (modules its exporter and runtime import, what to pip install). Export preflight and the
 # phone bench backends both read it, so a format's requirements are stated once.
@@ -114,21 +114,6 @@ def model_config(path: str | os.PathLike, name: str) -> Any:
         return MobileBertConfig.from_json(p)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{name} {p}: unreadable config.json ({str(e).splitlines()[0]})") from None
-
-
-def weight_names(model_dir: str | os.PathLike) -> set[str] | None:
-    """Tensor names stored in a checkpoint folder, read from file headers only (None for .bin files)."""
-    import json
-
-    p = Path(model_dir)
-    if (p / "model.safetensors").is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(p / "model.safetensors"), framework="np") as f:
-            return set(f.keys())
-    if (p / "model.safetensors.index.json").is_file():
-        return set(json.loads((p / "model.safetensors.index.json").read_text(encoding="utf-8"))["weight_map"])
-    return None
 
 
 def missing_packages(fmt: str) -> tuple[list[str], str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from dataclasses import dataclass, fields
@@ -27,6 +28,7 @@ class Command:
     example: str
     resumable: bool = False  # its output is a training folder that --resume continues
     entry: str = "main"  # the recipe's function the command runs: entry(cfg) (and resume= where resumable)
+    needs: tuple[str, ...] = ()  # optional modules (the `all` extra) the command imports, checked before work
 
     def config_class(self) -> type:
         return getattr(importlib.import_module(self.module), self.config)
@@ -36,23 +38,28 @@ class Command:
 
 
 R = "mobilebert.recipes."
+TRAINING = ("yaml", "scipy", "sklearn")  # configs written next to runs, correlation and F1 metrics
+INSTALL_ALL = 'pip install "mobilebert[all]"'
 COMMANDS: dict[str, Command] = {
     "info": Command(R + "info", "InfoConfig", "Build a model from a preset or checkpoint; print its shape, size and "
                     "latency.", "mobilebert info --preset mobilebert --seq 128"),
     "demo": Command("mobilebert.demo", "DemoConfig", "The whole system on the bundled sample data: distil the real "
                     "all-MiniLM-L6-v2 into a MobileBERT student, a from-scratch baseline, zero-shot STS, fine-tuning, "
                     "int8 export, benchmark, report.md (under 10 minutes on 2 cores).",
-                    "mobilebert demo --out demo_out            # or --fast for a 2-minute smoke run"),
+                    "mobilebert demo --out demo_out            # or --fast for a 2-minute smoke run",
+                    needs=(*TRAINING, "matplotlib", "onnx", "onnxruntime", "onnxscript")),
     "pretrain-teacher": Command(R + "pretrain_teacher", "TeacherConfig", "Pre-train a teacher (IB-BERT or any "
                                 "preset/config) with MLM + NSP.",
                                 "mobilebert pretrain-teacher configs/teacher_demo.yaml data=runs/data "
                                 "train.out_dir=runs/teacher\n  torchrun --nproc_per_node 8 -m mobilebert "
-                                "pretrain-teacher configs/teacher_ib_bert_large.yaml", resumable=True),
+                                "pretrain-teacher configs/teacher_ib_bert_large.yaml", resumable=True,
+                                needs=TRAINING),
     "distill": Command(R + "distill", "DistillConfig", "Distil a MobileBERT student from a teacher (progressive, "
                        "joint, auxiliary; or none: from scratch).",
                        "mobilebert distill configs/distill_demo.yaml teacher=runs/teacher/stages/pretrain "
                        "data=runs/data\n  torchrun --nproc_per_node 8 -m mobilebert distill "
-                       "configs/distill_mobilebert.yaml strategy=joint --train.batch-size 64", resumable=True),
+                       "configs/distill_mobilebert.yaml strategy=joint --train.batch-size 64", resumable=True,
+                       needs=TRAINING),
     "finetune": Command(R + "finetune", "FinetuneConfig", "Fine-tune a checkpoint on a GLUE task or SQuAD; keep the "
                         "best epoch per seed.",
                         "mobilebert finetune --task sst2 --data ../shared/data/glue --model CKPT --out runs/sst2 "
@@ -60,12 +67,12 @@ COMMANDS: dict[str, Command] = {
                         "model=CKPT out=runs/squad\n  mobilebert finetune --task sst2 --data ../shared/data/glue "
                         "--model STUDENT --teacher runs/sst2-minilm/seed-1/best --kd-alpha 0.5 --kd-temperature 2 "
                         "--kd-hidden 1 --kd-attention 1 --dropout 0.1 --out runs/sst2-kd", resumable=True,
-                        entry="run"),
+                        entry="run", needs=TRAINING),
     "evaluate": Command(R + "evaluate", "EvaluateConfig", "Score a fine-tuned model on dev splits, or write "
                         "GLUE-server files for test.",
                         "mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue\n"
                         "  mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue --split test "
-                        "--out submission/", entry="run"),
+                        "--out submission/", entry="run", needs=TRAINING),
     "predict": Command(R + "predict", "PredictConfig", "Run a fine-tuned model on sentences, sentence pairs or "
                        "question + context.",
                        "mobilebert predict --model runs/sst2/seed-1/best \"a gripping , moving film .\"\n"
@@ -89,7 +96,7 @@ COMMANDS: dict[str, Command] = {
                      "--out vectors.npy"),
     "sts": Command(R + "sts", "StsConfig", "Zero-shot STS-B: Spearman x100 between the cosine similarity of two "
                    "sentence embeddings and the gold scores (the official dev file, or the bundled 300-pair sample).",
-                   "mobilebert sts --model models/mobilebert-minilm --data ../shared/data/glue"),
+                   "mobilebert sts --model models/mobilebert-minilm --data ../shared/data/glue", needs=("scipy",)),
     "export": Command(R + "export", "ExportConfig", "Export a checkpoint after a parity check against PyTorch: ONNX "
                       "(dynamic batch/sequence; --int8 adds model.int8.onnx), or a phone file: ExecuTorch .pte / "
                       "LiteRT .tflite (fixed --seq-len, --int8 makes the file itself int8), or a MediaPipe .tflite "
@@ -161,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         from .checks import check_inputs
+
+        missing = [m for m in command.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UsageError(f"this command needs {', '.join(missing)}, not installed: {INSTALL_ALL}")
 
         cls = command.config_class()
         path, overrides, values, names = flags.config_from_args(cls, args)

@@ -120,15 +120,6 @@ def _prepare(cfg: Any, n: Callable[[str], str]) -> None:
         expand_inputs(cfg.inputs)
 
 
-def _sts(cfg: Any, n: Callable[[str], str]) -> None:
-    from ..data.sts import read_sts
-
-    try:
-        read_sts(cfg.data, cfg.split)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(f"{n('data')} {cfg.data}: {e}") from None
-
-
 def _teacher(cfg: Any, n: Callable[[str], str]) -> None:
     from ..recipes.pretrain_teacher import check_teacher_inputs
 
@@ -282,7 +273,7 @@ def _predict(cfg: Any, n: Callable[[str], str]) -> None:
 
 
 COMMAND_CHECKS: dict[str, Callable[[Any, Callable[[str], str]], None]] = {
-    "export": _export, "bench": _bench, "prepare-pretraining": _prepare, "sts": _sts,
+    "export": _export, "bench": _bench, "prepare-pretraining": _prepare,
     "pretrain-teacher": _teacher, "distill": _distill, "finetune": _finetune, "evaluate": _evaluate,
     "predict": _predict,
 }

@@ -6,7 +6,14 @@ of them alike; medians and 90th percentiles are reported. All backends run the s
 
 The phone backends (LiteRT and ExecuTorch files, fp32 and int8) run where their packages import (the mobile
 venv, ``make mobile-venv``); elsewhere they are reported as skipped with the install line. Their files have
-static shapes, so each is exported once per (batch, seq) of the grid before any timing.
+static shapes, so each is exported once per (batch, seq) of the grid before any timing. The OpenVINO rows
+(``openvino-f32`` / ``-bf16`` / ``-int8``) run the IR exported from the optimized module (needs ``openvino`` and
+``nncf``); ``openvino-bf16`` is skipped on a CPU without native bf16, where OpenVINO would run it as f32.
+
+A timing on a shared machine can be noise, so the bench measures the machine's steadiness and says so
+(:func:`assess_steadiness`): the spread of each row's repeated calls (p90 / median), the fp32 GEMM rate before
+and after the timed loop (did the machine's speed change mid-run?), and how the GEMM rate scales with threads
+(is another job holding a core?). Rows that fail are marked ``noise`` and printed without a speed-up.
 """
 
 from __future__ import annotations
@@ -41,7 +48,13 @@ log = logging.getLogger(__name__)
 # ran 2.5x slower right after an ONNX Runtime call. A deployment runs one runtime; so does each timed call.
 SETTLE_S = 0.05
 PHONE_BACKENDS = ("litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8")
-ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers", *PHONE_BACKENDS)
+OPENVINO_BACKENDS = ("openvino-f32", "openvino-bf16", "openvino-int8")
+ALL_BACKENDS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "torch-int8", "transformers",
+                *OPENVINO_BACKENDS, *PHONE_BACKENDS)
+SPREAD_LIMIT = 1.5  # p90 / median above this: the repeated calls disagree, so their median is not a result
+DRIFT_LIMIT = 0.8  # GEMM rate after / before the timed loop (or before / after) below this: the speed changed
+SCALING_LIMIT = 0.6  # GEMM rate at t threads / (t x the 1-thread rate) below this: another job holds a core
+_clock = time.perf_counter  # every timing reads this clock (tests put a fake one here)
 
 
 @dataclass
@@ -63,6 +76,7 @@ class BenchResult:
     flops_per_seq: dict[int, float] = field(default_factory=dict)  # seq -> model FLOPs for one sequence
     machine: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # backend -> why it did not run
+    steadiness: dict = field(default_factory=dict)  # what assess_steadiness found: verdict, GEMM drift, advice
 
     def latency(self, backend: str, threads: int, batch: int, seq: int) -> float | None:
         for r in self.rows:
@@ -97,11 +111,11 @@ def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512)
         fn = lambda: a @ w  # noqa: E731
     best = float("inf")
     for i in range(25):
-        t = time.perf_counter()
+        t = _clock()
         fn()
         if i >= 5:
-            best = min(best, time.perf_counter() - t)
-    return 2 * m * k * n / best / 1e9
+            best = min(best, _clock() - t)
+    return 2 * m * k * n / max(best, 1e-12) / 1e9
 
 
 def cpu_description() -> str:
@@ -133,15 +147,45 @@ def interleaved(calls: dict[Hashable, Callable[[], object]], repeats: int, warmu
     for _ in range(repeats):
         for k, fn in calls.items():
             time.sleep(settle)
-            start = time.perf_counter()
+            start = _clock()
             fn()
-            times[k].append((time.perf_counter() - start) * 1e3)
+            times[k].append((_clock() - start) * 1e3)
     return times
 
 
 def median_p90(times: list[float]) -> tuple[float, float]:
     ts = sorted(times)
     return statistics.median(ts), ts[min(len(ts) - 1, int(0.9 * len(ts)))]
+
+
+def assess_steadiness(rows: list[dict], before: dict[int, float], after: dict[int, float]) -> dict:
+    """Whether these timings can be trusted, from the run's own measurements: marks each row with its
+    ``spread`` (p90 / median) and ``noise`` (spread above ``SPREAD_LIMIT``, or its thread count's fp32 GEMM rate
+    moved by more than ``DRIFT_LIMIT`` between ``before`` and ``after`` the timed loop), and returns the
+    verdict: {"verdict": "steady" | "noisy", "gemm_drift": {threads: after / before}, "scaling": {threads:
+    rate / (threads x 1-thread rate)}, "advice": one line or ""}."""
+    drift = {t: after[t] / before[t] for t in before if t in after and before[t] > 0}
+    moved = {t for t, d in drift.items() if not DRIFT_LIMIT <= d <= 1 / DRIFT_LIMIT}
+    for r in rows:
+        r["spread"] = r["p90_ms"] / r["median_ms"] if r["median_ms"] > 0 else float("inf")
+        r["noise"] = bool(r["spread"] > SPREAD_LIMIT or r["threads"] in moved)
+    base = min(before.get(1, 0.0), after.get(1, 0.0)) if 1 in before and 1 in after else 0.0
+    scaling = {t: max(before[t], after.get(t, 0.0)) / (t * base) for t in before if t > 1 and base > 0}
+    busy = sorted(t for t, sc in scaling.items() if sc < SCALING_LIMIT)
+    noisy = [r for r in rows if r["noise"]]
+    advice = []
+    if moved:
+        advice.append(f"the GEMM rate changed by more than {1 - DRIFT_LIMIT:.0%} during the run at "
+                      f"{', '.join(map(str, sorted(moved)))} thread(s): other jobs came or went")
+    if busy:
+        advice.append(f"at {', '.join(map(str, busy))} threads the GEMM rate is only "
+                      f"{', '.join(f'{scaling[t]:.0%}' for t in busy)} of linear: another job holds a core; "
+                      "time with 1 thread (--threads 1)")
+    elif noisy:
+        advice.append(f"{len(noisy)} of {len(rows)} rows vary by more than {SPREAD_LIMIT:g}x (p90 / median) "
+                      "between repeated calls: rerun on an idle machine, with more repeats, or at 1 thread")
+    return {"verdict": "noisy" if noisy or busy else "steady", "gemm_drift": drift, "scaling": scaling,
+            "advice": "; ".join(advice)}
 
 
 def _file_mb(path: Path) -> float:
@@ -268,6 +312,32 @@ def _phone_backend(enc: MobileBertModel, name: str, tmp: Path, threads: tuple[in
     return runs, _file_mb(next(iter(files.values())))
 
 
+class _Skip(Exception):
+    """A backend that does not apply here; the message says why."""
+
+
+def _openvino_backend(enc: MobileBertModel, name: str, names: tuple[str, ...], tmp: Path, threads: tuple[int, ...]
+                      ) -> tuple[dict[int, Callable], float]:
+    """The IR exported from ``enc`` once for every OpenVINO row (int8 when ``openvino-int8`` is asked for), run
+    at each thread count: f32 forced, bf16, or int8 with its float parts in bf16 where the CPU has it natively."""
+    from . import openvino as ov
+    from .gate import default_tokenizer
+
+    ov.require("openvino")
+    calibrates = default_tokenizer(enc.config) is not None
+    if name == "openvino-int8" and not calibrates:
+        raise _Skip("int8 calibration needs the model's tokenizer (its vocab is not BERT's); "
+                    "use `mobilebert export --format openvino --int8` on the checkpoint folder")
+    out = tmp / "openvino"
+    if not out.exists():
+        ov.export_openvino(copy.deepcopy(enc), out, int8="openvino-int8" in names and calibrates)
+    int8, precision = name == "openvino-int8", "f32" if name == "openvino-f32" else "bf16"
+    runs = {t: ov.OpenVinoModel(out, threads=t, int8=int8, precision=precision) for t in threads}
+    if name == "openvino-bf16" and next(iter(runs.values())).precision != "bf16":
+        raise _Skip("this CPU has no native bf16: OpenVINO runs the bf16 hint as f32 (the openvino-f32 row)")
+    return runs, _file_mb(out / ov.FILES[int8].replace(".xml", ".bin"))
+
+
 def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads: tuple[int, ...],
                    shapes: tuple[tuple[int, int], ...] = ()
                    ) -> tuple[dict[str, dict[int, Callable]], dict[str, float], dict[str, str]]:
@@ -303,6 +373,8 @@ def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads:
                 file = out / ("model.int8.onnx" if name == "ort-int8" else "model.onnx")
                 runs[name] = {t: OnnxModel(file, threads=t) for t in threads}
                 sizes[name] = _file_mb(file)
+            elif name in OPENVINO_BACKENDS:
+                runs[name], sizes[name] = _openvino_backend(enc, name, names, tmp, threads)
             elif name in PHONE_BACKENDS:
                 why = phone_unavailable(name)
                 if why:
@@ -320,6 +392,8 @@ def build_backends(model: nn.Module, names: tuple[str, ...], tmp: Path, threads:
                 runs[name], sizes[name] = same_for_all(hf), _state_mb(hf, tmp, name)
             else:
                 raise ValueError(f"unknown backend {name!r}; choose from {', '.join(ALL_BACKENDS)}")
+        except _Skip as e:
+            skipped[name] = str(e)
         except (ImportError, RuntimeError) as e:  # a backend that cannot run here is reported, not fatal
             skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             log.warning("backend %s skipped: %s", name, skipped[name])
@@ -354,6 +428,7 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
             runs.update({(k, n): fns for n, fns in model_runs.items()})
             for s_ in cfg.seqs:
                 results[k].flops_per_seq[s_] = model_flops(encs[k], s_)
+        before = {t: gemm_rate("fp32", t) for t in _with_one(cfg.threads)}
         bar = Progress(points, desc="bench", disable=not progress)
         for t, b, s in bar:
             torch.set_num_threads(t)
@@ -366,15 +441,27 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
                 med, p90 = median_p90(ts)
                 results[k].rows.append({"backend": n, "threads": t, "batch": b, "seq": s, "median_ms": med,
                                         "p90_ms": p90})
+        after = {t: gemm_rate("fp32", t) for t in _with_one(cfg.threads)}
         for t in cfg.threads:
             for kind in ("fp32", "bf16", "int8"):
                 time.sleep(SETTLE_S)
-                rate = gemm_rate(kind, t)
+                rate = after[t] if kind == "fp32" else gemm_rate(kind, t)
                 for r in results.values():
                     r.gemm_gflops[f"{kind}@{t}t"] = rate
+        all_rows = [row for r in results.values() for row in r.rows]
+        verdict = assess_steadiness(all_rows, before, after)  # one verdict: the models ran interleaved
+        for r in results.values():
+            r.steadiness = verdict
+        if verdict["advice"]:
+            log.warning("bench: timings are %s: %s", verdict["verdict"], verdict["advice"])
         _EXECUTORCH.release()  # before their files go
     torch.set_num_threads(saved_threads)
     return results
+
+
+def _with_one(threads: tuple[int, ...]) -> tuple[int, ...]:
+    """The thread counts plus 1: the 1-thread GEMM rate is the yardstick of thread scaling."""
+    return tuple(sorted({1, *threads}))
 
 
 # ----------------------------------------------------------------------------- raw text -> label
@@ -410,6 +497,7 @@ def bench_text_classifier(model_dir: str | os.PathLike, texts: list[str], seq_le
     every count in ``threads`` all the same, and ``cores_busy`` (process CPU time / wall time) says what each
     path really used. ``labels_agree``: on how many of ``texts`` each file's top label equals ours.
     """
+    from ..load import load_model
     from .mediapipe import (
         MediaPipeText,
         TextPipeline,
@@ -418,9 +506,8 @@ def bench_text_classifier(model_dir: str | os.PathLike, texts: list[str], seq_le
         label_names,
         task_of,
     )
-    from .onnx import load_for_export
 
-    model = load_for_export(model_dir).eval()
+    model = load_model(model_dir).eval()
     if task_of(model) != "classifier":
         raise ValueError(f"{model_dir}: an encoder, not a sequence classifier; the raw text -> label row runs "
                          "MediaPipe's TextClassifier")
@@ -479,15 +566,21 @@ def format_table(res: BenchResult, baseline: str = "transformers") -> str:
     base = baseline if any(r["backend"] == baseline for r in res.rows) else "eager"
     lines = [f"{'backend':<16}{'thr':>4}{'batch':>6}{'seq':>5}{'median ms':>11}{'p90 ms':>9}{'x ' + base:>16}"
              f"{'size MB':>9}"]
+    noise = {(r["backend"], r["threads"], r["batch"], r["seq"]) for r in res.rows if r.get("noise")}
     for r in res.rows:
         b = res.latency(base, r["threads"], r["batch"], r["seq"])
         ratio = f"{b / r['median_ms']:.2f}" if b else "-"
+        if noise & {(r["backend"], r["threads"], r["batch"], r["seq"]), (base, r["threads"], r["batch"], r["seq"])}:
+            ratio = "noise"
         lines.append(f"{r['backend']:<16}{r['threads']:>4}{r['batch']:>6}{r['seq']:>5}{r['median_ms']:>11.2f}"
                      f"{r['p90_ms']:>9.2f}{ratio:>16}{res.sizes_mb.get(r['backend'], 0):>9.1f}")
     for n, why in res.skipped.items():
         lines.append(f"{n}: skipped ({why})")
     rates = ", ".join(f"{k} {v:.0f}" for k, v in res.gemm_gflops.items())
     lines.append(f"GEMM GFLOP/s (128x512 @ 512x512): {rates}")
+    if res.steadiness.get("advice"):
+        lines.append(f"timings {res.steadiness['verdict']}, rows marked noise are not results: "
+                     f"{res.steadiness['advice']}")
     return "\n".join(lines)
 
 
@@ -525,9 +618,9 @@ def save_json(res: BenchResult, path: str | os.PathLike) -> None:
 def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: BenchConfig | None = None
                      ) -> BenchResult:
     """``mobilebert bench``: load a checkpoint, run the grid, write bench.json and bench.png into out_dir."""
-    from .onnx import load_for_export
+    from ..load import load_model
 
-    model = load_for_export(model_dir)
+    model = load_model(model_dir)
     cfg = cfg or BenchConfig()
     res = run_bench(model, cfg)
     out = Path(out_dir)
@@ -538,6 +631,7 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     return res
 
 
-__all__ = ["ALL_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "bench_checkpoint", "bench_text_classifier",
-           "cpu_description", "format_table", "format_text_table", "gemm_rate", "has_vnni", "interleaved",
-           "median_p90", "model_flops", "phone_unavailable", "plot", "run_bench", "save_json", "transformers_twin"]
+__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "assess_steadiness",
+           "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table", "format_text_table",
+           "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops", "phone_unavailable", "plot",
+           "run_bench", "save_json", "transformers_twin"]

@@ -45,10 +45,11 @@ from torch import Tensor, nn
 from ..atomic import atomic_path
 from ..checkpoint import head_of, inspect
 from ..data.glue import SAMPLE_DIR, read_glue
+from ..load import load_model
 from ..sentence import PoolingConfig, SentenceEncoder
 from ..tokenizer import MobileBertTokenizer
 from .mobile import _check_target, _example, convert_litert
-from .onnx import FP32_TOL, INT8_TOL, ExportError, load_for_export
+from .onnx import FP32_TOL, INT8_TOL, ExportError
 from .optimize import FastMobileBert, optimize_for_inference
 
 METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry MediaPipe reads
@@ -341,7 +342,7 @@ def export_mediapipe(model_dir: str | os.PathLike, out_path: str | os.PathLike, 
     import mediapipe.tasks.python.text  # noqa: F401
 
     out_path = Path(out_path)
-    model = load_for_export(model_dir).eval()
+    model = load_model(model_dir).eval()
     task = task_of(model)
     _check_target(model, out_path, seq_len, overwrite)
     tokenizer = checkpoint_tokenizer(model_dir, model.config.vocab_size)

@@ -19,9 +19,9 @@ without them the GEMMs fall back to ExecuTorch's portable kernels and the full m
 litert-torch needs none of this. Shapes are static: the model takes ``(batch, seq_len)`` integer tensors
 (``input_ids``, ``attention_mask``, ``token_type_ids``) and the app right-pads to ``seq_len``, as phone apps
 do (a dynamic sequence length fails in torch.export's reshape of the attention output with torch 2.13 /
-executorch 1.5). Every export is run by the package's Python runtime and compared with eager PyTorch, with and
-without padding (int8 on real sentences when the model reads BERT's vocab), before the file is renamed into
-place; a mismatch raises
+executorch 1.5). Every export is run by the package's Python runtime and compared with eager PyTorch on the
+probes every export uses (:mod:`~mobilebert.deploy.gate`), before the file is renamed into place; a mismatch
+raises
 :class:`~mobilebert.deploy.onnx.ExportError` naming the file and leaves nothing.
 """
 
@@ -39,7 +39,8 @@ from torch.overrides import TorchFunctionMode
 
 from ..atomic import atomic_path
 from ..modeling import ModelOutput
-from .onnx import FP32_TOL, INT8_TOL, ExportError, relative_error, write_text_assets
+from .gate import random_probe
+from .onnx import FP32_TOL, INT8_TOL, ExportError, parity_error, write_text_assets
 from .onnx import _ExportWrapper as _Positional  # positional tensors in, a tuple of named outputs out
 from .optimize import FastMobileBert, optimize_for_inference
 
@@ -74,15 +75,9 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def _example(config, batch: int, seq_len: int, pad: bool, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, config.vocab_size, (batch, seq_len), generator=g)
-    mask = torch.ones_like(ids)
-    if pad:  # right padding: row b keeps (b + 1) / (batch + 1) of the sequence
-        for b in range(batch):
-            mask[b, max(1, seq_len * (b + 1) // (batch + 1)):] = 0
-        ids = ids * mask
-    tt = torch.randint(0, config.type_vocab_size, (batch, seq_len), generator=g) * mask
-    return ids, mask, tt
+    """The trace (and calibration) example: positional (input_ids, attention_mask, token_type_ids)."""
+    x = random_probe(config, batch, seq_len, pad, seed)
+    return x["input_ids"], x["attention_mask"], x["token_type_ids"]
 
 
 def _lower(fast: FastMobileBert, batch: int, seq_len: int, int8: bool) -> bytes:
@@ -175,35 +170,6 @@ class ExecuTorchModel:
         return ModelOutput(**dict(zip(self.output_names, outs, strict=True)))
 
 
-def _text_probes(config, batch: int, seq_len: int) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Bundled SST-2 dev sentences, right-padded to ``seq_len``, when the model reads BERT's uncased vocab (its
-    size); else none."""
-    from ..data.glue import SAMPLE_DIR, read_glue
-    from ..tokenizer import MobileBertTokenizer
-
-    tok = MobileBertTokenizer.default()
-    if config.vocab_size != len(tok):
-        return []
-    texts = [e.text_a for e in read_glue("sst2", SAMPLE_DIR, "dev", limit=8 * batch)]
-    enc = tok(texts, max_length=seq_len, truncation=True, padding="max_length", return_tensors="pt")
-    return [tuple(enc[k][i:i + batch] for k in ("input_ids", "attention_mask", "token_type_ids"))
-            for i in range(0, len(texts), batch)]
-
-
-def mobile_parity_error(reference: nn.Module, candidate: ExecuTorchModel | LiteRTModel, batch: int,
-                        seq_len: int, int8: bool = False) -> float:
-    """Worst relative max error of ``candidate`` against ``reference`` on random ids (full and right-padded)
-    and on real sentences when the model reads BERT's vocab. ``int8`` is judged on the sentences alone when
-    there are some: random ids put a LayerNorm BERT far outside its training data, where int8 errors grow
-    (fine-tuned MiniLM, ExecuTorch int8: 0.35 relative on random ids, 0.16 on SST-2 sentences, accuracy -0.1)."""
-    cfg = reference.config
-    text = _text_probes(cfg, batch, seq_len)
-    probes = [_example(cfg, batch, seq_len, pad, seed) for pad, seed in ((False, 2), (True, 3))]
-    probes = text if int8 and text else probes + text
-    with torch.no_grad():
-        return max(relative_error(reference(*x), candidate(*x), candidate.output_names) for x in probes)
-
-
 def _write_checked(out_path: Path, write: Callable[[Path], None],
                    runner: Callable[[Path], ExecuTorchModel | LiteRTModel], model: nn.Module, int8: bool, batch: int,
                    seq_len: int, what: str) -> Path:
@@ -212,7 +178,8 @@ def _write_checked(out_path: Path, write: Callable[[Path], None],
     tol = INT8_TOL if int8 else FP32_TOL
     with atomic_path(out_path) as tmp:
         write(tmp)
-        err = mobile_parity_error(model, runner(tmp), batch, seq_len, int8)
+        candidate = runner(tmp)
+        err = parity_error(model, candidate, model.config, candidate.output_names, int8, batch, seq_len)
         if not err <= tol:
             raise ExportError(f"{out_path}: {what} parity check failed: relative error {err:.3g} > {tol:g}; "
                               "nothing written")
@@ -286,5 +253,4 @@ def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = Fa
     return _with_assets(out_path, source)
 
 
-__all__ = ["ExecuTorchModel", "LiteRTModel", "convert_litert", "export_executorch", "export_litert",
-           "mobile_parity_error"]
+__all__ = ["ExecuTorchModel", "LiteRTModel", "convert_litert", "export_executorch", "export_litert"]

@@ -25,7 +25,7 @@ from ..distill.strategies import STRATEGIES, build_schedule
 from ..modeling import MobileBertForPreTraining
 from ..options import check, option, write_resolved
 from ..train.schedule import Stage
-from ..train.trainer import Loader, TrainConfig, fit, init_distributed
+from ..train.trainer import Loader, TrainConfig, check_batch, fit, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def distill(cfg: DistillConfig, resume: bool = False, make_loader: Callable[[int
     torch.manual_seed(cfg.train.seed)
     module, stages = build_distillation(cfg)
     if make_loader is None:
-        per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
+        per_rank = check_batch(cfg.train.batch_size, cfg.train.grad_accum, d.world)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, module.student.config,
                                           trim=cfg.trim_padding)
     export = cfg.export

@@ -33,7 +33,8 @@ class ExportConfig:
 
 def main(cfg: ExportConfig, overwrite: bool = True) -> int:
     """Run the export; the CLI has already applied the rule for an existing ``out`` (so ``overwrite``)."""
-    from ..deploy.onnx import ExportError, export_checkpoint, load_for_export
+    from ..deploy.onnx import ExportError, export_checkpoint
+    from ..load import load_model
 
     try:
         if cfg.format == "mediapipe":
@@ -49,7 +50,7 @@ def main(cfg: ExportConfig, overwrite: bool = True) -> int:
             from ..deploy import mobile
 
             fn = mobile.export_executorch if cfg.format == "executorch" else mobile.export_litert
-            path = fn(load_for_export(cfg.model_dir), cfg.out, int8=cfg.int8, seq_len=cfg.seq_len,
+            path = fn(load_model(cfg.model_dir), cfg.out, int8=cfg.int8, seq_len=cfg.seq_len,
                       overwrite=overwrite, source=cfg.model_dir)
             print(f"{path}: {path.stat().st_size / 2**20:.1f} MB, batch 1 x seq {cfg.seq_len}, "
                   f"{'int8' if cfg.int8 else 'fp32'}, parity with PyTorch checked")

@@ -38,7 +38,7 @@ from ..finetune.module import FinetuneModule, FinetuneTask, seed_everything, tea
 from ..options import option
 from ..tokenizer import MobileBertTokenizer
 from ..train.schedule import Stage
-from ..train.trainer import Dist, TrainConfig, fit, init_distributed
+from ..train.trainer import Dist, TrainConfig, check_batch, fit, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,8 @@ class FinetuneConfig:
             raise ValueError(f"seeds {','.join(map(str, self.seeds))}: a seed is repeated")
         for key in ("kd_hidden", "kd_attention"):
             if getattr(self, key) > 0 and self.teacher is None:
-                raise ValueError(f"{key} needs a teacher to transfer from")
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+                raise ValueError(f"{{{key}}} needs a {{teacher}} to transfer from")
+        check_batch(self.batch_size, self.grad_accum)
 
 
 # ----------------------------------------------------------------------------- the command

@@ -16,7 +16,7 @@ from ..data.pretraining import check_data, prepared_seq_length, pretraining_load
 from ..modeling import MobileBertForPreTraining
 from ..options import check, option, write_resolved
 from ..train.pretrain import PretrainModule, PretrainTask, pretrain_stage
-from ..train.trainer import TrainConfig, fit, init_distributed
+from ..train.trainer import TrainConfig, check_batch, fit, init_distributed
 
 
 @dataclass
@@ -74,7 +74,7 @@ def pretrain_teacher(cfg: TeacherConfig, resume: bool = False, make_loader=None)
     model = build_teacher(cfg)
     module = PretrainModule(model)
     if make_loader is None:
-        per_rank = cfg.train.batch_size // (d.world * cfg.train.grad_accum)
+        per_rank = check_batch(cfg.train.batch_size, cfg.train.grad_accum, d.world)
         make_loader = pretraining_loaders(data, per_rank, cfg.train.seed, d.rank, d.world, model.config)
     if d.main:
         write_resolved(cfg, cfg.train.out_dir)

@@ -89,8 +89,16 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        check_batch(self.batch_size, self.grad_accum)
+
+
+def check_batch(batch_size: int, grad_accum: int, world: int = 1) -> int:
+    """The one rule for splitting a global batch: into ``world`` processes x ``grad_accum`` micro-batches, evenly.
+    Returns the micro-batch size."""
+    if batch_size % (world * grad_accum):
+        by = f"world size {world} x grad_accum {grad_accum}" if world > 1 else f"grad_accum {grad_accum}"
+        raise ValueError(f"batch_size {batch_size} is not divisible by {by}")
+    return batch_size // (world * grad_accum)
 
 
 class Loader(Protocol):
@@ -279,10 +287,7 @@ def fit(task: Task, stages: list[Stage], make_loader: Callable[[int], Loader], c
     d = d or init_distributed()
     out = Path(cfg.out_dir)
     ckpt_root = out / "checkpoints"
-    per_rank = cfg.batch_size // (d.world * cfg.grad_accum)
-    if per_rank * d.world * cfg.grad_accum != cfg.batch_size:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by world size {d.world} x grad_accum "
-                         f"{cfg.grad_accum}")
+    check_batch(cfg.batch_size, cfg.grad_accum, d.world)
     module = task.module.to(d.device)
     batches = Batches(make_loader)
     start_stage, start_step, global_step, opt_state, eval_pending = 0, 0, 0, None, False
