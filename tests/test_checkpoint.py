@@ -281,3 +281,15 @@ def test_load_model_for_a_task_keeps_a_matching_head_only(tmp_path):
     assert type(load_model(tmp_path, "qa")).__name__ == "MobileBertForQuestionAnswering"
     with pytest.raises(ValueError, match="head must be one of"):
         load_model(tmp_path, "tagger")
+
+
+def test_inspect_tells_a_token_classifier_from_a_sequence_classifier(tmp_path):
+    from mobilebert import MobileBertForSequenceClassification, MobileBertForTokenClassification
+    from mobilebert.checkpoint import inspect
+    from mobilebert.load import load_model
+
+    config = tiny_config(num_labels=3)
+    for cls, head in ((MobileBertForTokenClassification, "token"), (MobileBertForSequenceClassification, "classifier")):
+        cls(config).save_pretrained(tmp_path / head)
+        assert inspect(tmp_path / head).head == head
+        assert type(load_model(tmp_path / head)) is cls

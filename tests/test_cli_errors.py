@@ -64,6 +64,22 @@ def world(tmp_path_factory) -> Path:
     (w / "prepared").mkdir()  # what the checks read of a prepared folder: its manifest
     (w / "prepared" / "manifest.json").write_text(json.dumps({"arguments": {"max_seq_length": 64},
                                                               "counts": {"examples": 100}}))
+    own = w / "own"  # the user's own files (issue 21): one good pair, then one fault per file
+    own.mkdir()
+    (own / "train.csv").write_text("text,label\na fine film,pos\na dull film,neg\n")
+    (own / "dev.csv").write_text("text,label\na fine film,pos\n")
+    (own / "dev_unseen.csv").write_text("text,label\na fine film,pos\nso so,meh\n")
+    (own / "empty.csv").write_text("")
+    (own / "header.csv").write_text("text,label\n")
+    (own / "empty_text.csv").write_text("text,label\na fine film,pos\n  ,neg\n")
+    (own / "no_label.csv").write_text("text,label\na fine film,pos\na dull film,\n")
+    (own / "not_object.jsonl").write_text('{"text": "a fine film", "label": "pos"}\n["a dull film", "neg"]\n')
+    (own / "latin1.csv").write_bytes("text,label\nun caf\u00e9,pos\n".encode("latin-1"))
+    (own / "ml.csv").write_text("text,labels\na fine film,pos\n")
+    (own / "train.conll").write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    (own / "dev.conll").write_text("Peter B-PER\nrejects O\n")
+    (own / "columns.conll").write_text("EU NNP B-ORG\nrejects O\n")
+    (own / "tag.conll").write_text("EU B-ORG\nrejects X-VERB\n")
     (w / "run" / "checkpoints" / "step-00000010").mkdir(parents=True)
     (w / "run" / "checkpoints" / "step-00000010" / "state.pt").write_bytes(b"")
     return w
@@ -72,6 +88,12 @@ def world(tmp_path_factory) -> Path:
 D = [DISTILL, "teacher=W/encoder", "data=W/prepared", "distill_steps=0"]  # a distill call that passes the checks
 T = [TEACHER, "data=W/prepared"]
 FT = ["--task", "sst2", "--data", SAMPLE, "--model", "W/encoder", "--out", "ft"]  # a finetune call that passes
+OWN = ["--task", "text-classification", "--model", "W/encoder", "--out", "ft", "--train"]  # + train, validation
+
+
+def own(train: str, validation: str = "W/own/dev.csv", *more: str) -> list[str]:
+    """A finetune call on the user's own files."""
+    return ["finetune", *OWN, train, "--validation", validation, *more]
 
 # (command line with W standing for the world folder, text the error must contain)
 CASES: list[tuple[list[str], str]] = [
@@ -134,9 +156,31 @@ CASES: list[tuple[list[str], str]] = [
     (["finetune", *FT, "--config", "W/lr_abc.yaml"], "lr must be a number"),
     (["finetune", *FT, "--config", "missing.yaml"], "missing.yaml"),
     (["finetune", *FT[:-1], "W/existing"], "--overwrite"),
-    (["finetune", "--task", "nope", *FT[2:]], "unknown GLUE task 'nope'"),
+    (["finetune", "--task", "nope", *FT[2:]], "unknown task 'nope'"),
     (["finetune", "--task", "squad", "--data", "W/existing", *FT[4:]], "train-v1.1.json"),
     (["finetune", *FT, "--epochs", "x"], "--epochs"),  # argparse's own message
+    # finetune on the user's own files: one line naming the file (and line)
+    (own("W/own/train.csv", "W/own/dev.csv", "--text-column", "review"), "no text column 'review'"),
+    (own("W/own/empty.csv"), "empty.csv: the file is empty"),
+    (own("W/own/header.csv"), "header.csv: no data rows"),
+    (own("W/own/empty_text.csv"), "empty_text.csv:3: empty text"),
+    (own("W/own/no_label.csv"), "no_label.csv:3: missing label"),
+    (own("W/own/train.csv", "W/own/dev_unseen.csv"), "dev_unseen.csv:3: label 'meh' is not among the training"),
+    (own("W/own/not_object.jsonl"), "not_object.jsonl:2"),
+    (own("W/own/latin1.csv"), "latin1.csv:2: not UTF-8"),
+    (own("W/own/ml.csv", "W/own/dev.csv", "--multi-label"), "ml.csv:2: multi-label value 'pos' is not a list"),
+    (own("W/own/train.csv", "W/own/train.csv"), "the same file as --train"),
+    (own("W/own/train.csv", "W/own/dev.csv", "--label-separator", "|"), "--label-separator: only with --multi-label"),
+    (["finetune", *OWN[2:], "W/own/train.conll", "--task", "token-classification", "--validation",
+      "W/own/columns.conll"], "columns.conll:2: 2 columns"),
+    (["finetune", *OWN[2:], "W/own/tag.conll", "--task", "token-classification", "--validation",
+      "W/own/train.conll"], "tag.conll:2: tag 'X-VERB' is not BIO"),
+    (["finetune", *OWN[2:], "W/own/train.conll", "--task", "token-classification", "--validation",
+      "W/own/dev.conll", "--text-pair-column", "b"], "--text-pair-column: token-classification"),
+    (["finetune", *OWN[2:], "W/own/train.csv", "--task", "sst2"], "--train: for your own files"),
+    (["finetune", *OWN[:-1], "--validation", "W/own/dev.csv"], "give the training file"),
+    (["finetune", "--task", "sst2", "--data", "W/own/train.csv", *FT[4:]], "--task text-classification --train"),
+    (["finetune", "--task", "sst2", "--data", f"{SAMPLE}/sst2_train.tsv", *FT[4:]], "the same file"),
     # evaluate
     (["evaluate", "--model", "missing", "--data", SAMPLE], "--model missing"),
     (["evaluate", "--model", "W/encoder", "--data", SAMPLE], "--task"),
@@ -147,6 +191,8 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", "--model", "W/finetuned", "--data", SAMPLE, "--task", "cola"], "--task cola"),
     (["evaluate", "--model", "W/finetuned", "--data", SAMPLE, "--batch-size", "0"], "--batch-size"),
     (["evaluate", "--model", "W/finetuned", "--data", SAMPLE, "--out", "W/existing"], "--overwrite"),
+    (["evaluate", "--model", "W/finetuned", "--validation", "W/own/dev.csv"], "score it with --data"),
+    (["evaluate", "--model", "W/finetuned", "--data", SAMPLE, "--validation", "W/own/dev.csv"], "one of them"),
     # predict
     (["predict", "--model", "missing", "a fine film ."], "--model missing"),
     (["predict", "--model", "W/encoder", "--task", "sst2", "a fine film ."], "--allow-untrained-head"),
@@ -192,6 +238,8 @@ CASES: list[tuple[list[str], str]] = [
     (["export", "W/encoder", "out", "--format", "executorch", "--seq-len", "0"], "--seq-len"),
     (["export", "W/encoder", "out", "--format", "litert", "--seq-len", "9999"], "max_position_embeddings"),
     (["export", "W/encoder", "out", "--labels", "a,b"], "--labels: only --format mediapipe"),
+    (["export", "W/encoder", "out", "--precision", "bf16"], "--format openvino settings"),
+    (["export", "W/encoder", "out", "--format", "openvino", "--calibration", "missing.txt"], "--calibration"),
     # bench
     (["bench", "W/encoder", "--threads", "0"], "--threads"),
     (["bench", "W/encoder", "--seqs", "9999"], "max_position_embeddings"),

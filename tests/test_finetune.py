@@ -89,7 +89,8 @@ def test_stsb_regression_from_a_checkpoint_with_a_two_label_head(sst2_run, tmp_p
         (tmp_path / "STS-B").mkdir(exist_ok=True)
         (tmp_path / "STS-B" / f"{split}.tsv").write_text(head + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    results = train(FinetuneConfig("stsb", str(tmp_path), str(sst2_run / "seed-1" / "best"), str(out), lr=1e-3,
+    results = train(FinetuneConfig(task="stsb", data=str(tmp_path), model=str(sst2_run / "seed-1" / "best"),
+                                   out=str(out), lr=1e-3,
                                    batch_size=16, epochs=2, max_seq_length=64, seeds=[3]))
     dev = results["runs"][0]["best"]["dev"]
     assert set(dev) == {"pearson", "spearmanr", "score"} and -1 <= dev["pearson"] <= 1
@@ -108,7 +109,8 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         (tmp_path / name).write_text(json.dumps(data))
     out = tmp_path / "out"
-    results = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(out), lr=1e-3, batch_size=2, epochs=2,
+    results = train(FinetuneConfig(task="squad", data=str(tmp_path), model=str(tiny_ckpt),
+                                   out=str(out), lr=1e-3, batch_size=2, epochs=2,
                                    max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
     dev = results["runs"][0]["best"]["dev"]
     assert {"exact", "f1", "total"} <= set(dev) and dev["total"] == 3
@@ -133,7 +135,7 @@ def test_head_reuse_rules(sst2_run):
 def test_bad_cli_input_is_one_line(tmp_path, capsys):
     assert main(["finetune", "--task", "nope", "--data", str(tmp_path), "--model", str(tmp_path),
                  "--out", str(tmp_path)]) == 2
-    assert "unknown GLUE task 'nope'" in capsys.readouterr().err
+    assert "unknown task 'nope'" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 1e-4\nlearning_rate: 3\n")
     assert main(["finetune", "--task", "sst2", "--data", str(tmp_path), "--model", str(tmp_path),
@@ -160,7 +162,8 @@ def test_resume_refuses_other_settings_and_adds_seeds(tiny_ckpt, tmp_path, capsy
     def cfg(**kw) -> FinetuneConfig:
         base = dict(lr=1e-3, batch_size=16, epochs=1, max_seq_length=32, max_train_examples=32,
                     max_eval_examples=16, seeds=[1])
-        return FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path), **{**base, **kw})
+        return FinetuneConfig(task="sst2", data=str(SAMPLE_DIR), model=str(tiny_ckpt),
+                              out=str(tmp_path), **{**base, **kw})
 
     first = train(cfg())
     with pytest.raises(UsageError, match=r"settings differ .*\(lr 0\.001 -> 0\.0001, epochs 1 -> 2\)"):
@@ -188,7 +191,7 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
     for extra, message in (({"kd_hidden": 1.0}, "kd_hidden needs a teacher"),
                            ({"batch_size": 30, "grad_accum": 4}, "batch_size 30 is not divisible by grad_accum 4"),
                            ({"seeds": [1, 1]}, "a seed is repeated"), ({"kd_alpha": 2}, "kd_alpha must be in [0, 1], got 2"),
-                           ({"task": "nope"}, "unknown GLUE task 'nope'"), ({"dropout": 1.0}, "dropout must be in [0, 1), got 1")):
+                           ({"task": "nope"}, "unknown task 'nope'"), ({"dropout": 1.0}, "dropout must be in [0, 1), got 1")):
         with pytest.raises(UsageError, match=re.escape(message)):
             load(FinetuneConfig, values={**need, **extra})
     from mobilebert.recipes.evaluate import EvaluateConfig
@@ -197,7 +200,7 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
     for cls in (EvaluateConfig, PredictConfig):  # the same task names everywhere
         assert load(cls, values={"model": "m", "data": "d", "task": "squad-v2"} if cls is EvaluateConfig
                     else {"model": "m", "task": "squad-v2", "texts": ["a"]}).task == "squad2"
-        with pytest.raises(UsageError, match="unknown GLUE task 'nope'; choose from .*, squad, squad2"):
+        with pytest.raises(UsageError, match="unknown task 'nope'; choose from .*, squad, squad2"):
             load(cls, values={"model": "m", "data": "d", "task": "nope"} if cls is EvaluateConfig
                  else {"model": "m", "task": "nope", "texts": ["a"]})
 
@@ -205,7 +208,8 @@ def test_config_relations_are_checked_in_one_place(tmp_path):
 def test_squad_is_scored_the_same_in_training_and_by_evaluate(tiny_ckpt, tmp_path):
     """One decoding + metrics: the score kept during training is the score `evaluate` gives the saved model."""
     write_squad_sample(tmp_path)
-    res = train(FinetuneConfig("squad", str(tmp_path), str(tiny_ckpt), str(tmp_path / "out"), lr=1e-3, batch_size=2,
+    res = train(FinetuneConfig(task="squad", data=str(tmp_path), model=str(tiny_ckpt),
+                               out=str(tmp_path / "out"), lr=1e-3, batch_size=2,
                                epochs=1, max_seq_length=32, doc_stride=8, max_query_length=8, seeds=[1]))
     again = evaluate_checkpoint(tmp_path / "out" / "seed-1" / "best", tmp_path)["dev"]
     assert again == pytest.approx(res["runs"][0]["best"]["dev"])

@@ -77,8 +77,9 @@ def test_loader_splits_each_global_batch_across_ranks_and_micro_batches():
 def test_accumulation_4x8_equals_batch_32(tiny_ckpt, tmp_path):  # noqa: F811
     common = dict(lr=1e-3, batch_size=32, epochs=1, max_seq_length=48, seeds=[3], max_train_examples=256,
                   max_eval_examples=32, dropout=0.0, log_every=1)
-    train(FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path / "full"), **common))
-    train(FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path / "accum"), grad_accum=4, **common))
+    train(FinetuneConfig(task="sst2", data=str(SAMPLE_DIR), model=str(tiny_ckpt), out=str(tmp_path / "full"), **common))
+    train(FinetuneConfig(task="sst2", data=str(SAMPLE_DIR), model=str(tiny_ckpt),
+                         out=str(tmp_path / "accum"), grad_accum=4, **common))
     a, b = _losses(tmp_path / "full"), _losses(tmp_path / "accum")
     assert len(a) == len(b) == 8
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5, (a, b)
@@ -87,12 +88,13 @@ def test_accumulation_4x8_equals_batch_32(tiny_ckpt, tmp_path):  # noqa: F811
 def test_bf16_runs_and_a_finished_run_resumes_to_the_same_results(tiny_ckpt, tmp_path):  # noqa: F811
     kw = dict(lr=1e-3, batch_size=16, epochs=2, max_seq_length=48, seeds=[3], max_train_examples=64,
               max_eval_examples=32, precision="bf16")
-    first = train(FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path), **kw))
+    first = train(FinetuneConfig(task="sst2", data=str(SAMPLE_DIR), model=str(tiny_ckpt), out=str(tmp_path), **kw))
     history = first["runs"][0]["history"]
     assert [h["epoch"] for h in history] == [1, 2] and all(h["train_loss"] > 0 for h in history)
     assert first["hparams"]["precision"] == "bf16"
     n_records = len(read_metrics(tmp_path / "seed-3" / "metrics.jsonl"))
-    again = train(FinetuneConfig("sst2", str(SAMPLE_DIR), str(tiny_ckpt), str(tmp_path), resume=True, **kw))
+    again = train(FinetuneConfig(task="sst2", data=str(SAMPLE_DIR), model=str(tiny_ckpt),
+                                 out=str(tmp_path), resume=True, **kw))
     assert again["runs"] == first["runs"]  # restored from the last checkpoint, nothing trained again
     assert len(read_metrics(tmp_path / "seed-3" / "metrics.jsonl")) == n_records
     assert len(checkpoints(tmp_path / "seed-3" / "checkpoints")) == 1  # keep_last 1

@@ -30,7 +30,8 @@ SMALL = dict(lr=1e-3, batch_size=16, max_seq_length=48, max_train_examples=96, m
 
 
 def _finetune(task: str, data, model, out, teacher=None, **kw) -> dict:
-    return train(FinetuneConfig(task, str(data), str(model), str(out), teacher=teacher and str(teacher), **kw))
+    return train(FinetuneConfig(task=task, data=str(data), model=str(model),
+                                out=str(out), teacher=teacher and str(teacher), **kw))
 
 
 def _softmax(xs: list[float]) -> list[float]:

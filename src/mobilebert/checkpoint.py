@@ -42,7 +42,7 @@ HEAD_CLASSES = {"pretraining": "MobileBertForPreTraining",  # MLM + NSP
                 "encoder": "MobileBertModel",  # no head (e.g. a sentence encoder)
                 "classifier": "MobileBertForSequenceClassification",  # num_labels 1: regression
                 "qa": "MobileBertForQuestionAnswering",  # span start / end
-                "token": "MobileBertForTokenClassification"}  # a label per token (tagging, NER)
+                "token": "MobileBertForTokenClassification"}  # a label per token (tagging)
 BASE = "mobilebert."
 # Ours <-> Hugging Face, for names that differ (applied to the key's tail).
 RENAMES = {"cls.predictions.extra": "cls.predictions.dense.weight"}
@@ -284,7 +284,7 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
     names = stored_weight_names(p)
     weight_file = next((n for n in WEIGHT_FILES if (p / n).is_file()), None)
     head = _head_from_weights(names) if names is not None else _head_from_architecture(str(archs[0]))
-    if head == "classifier" and _head_from_architecture(str(archs[0])) == "token":  # same weight names
+    if head == "classifier" and _head_from_architecture(str(archs[0])) == "token":  # same weight names: per token
         head = "token"
     meta = read_json_object(p / FINETUNE_FILE, CheckpointError) if (p / FINETUNE_FILE).is_file() else None
     return CheckpointInfo(path=p, config=config, architecture=str(archs[0]), head=head, weight_file=weight_file,

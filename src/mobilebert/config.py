@@ -56,6 +56,9 @@ class MobileBertConfig:
     num_labels: int = 2  # 1 means regression (MSE)
     classifier_dropout: float | None = None  # None: use hidden_dropout_prob
     id2label: dict[int, str] | None = None
+    # transformers' problem_type: "multi_label_classification" trains the classifier with sigmoid + BCE on
+    # multi-hot labels; None / "single_label_classification": cross-entropy; num_labels 1 is regression.
+    problem_type: str | None = None
     # Behaviour switches (saved in config.json; transformers ignores them).
     padding_invariant: bool = True  # real-token outputs independent of right padding (fixes the trigram defect)
     legacy_norm_eps: bool = False  # transformers' quirk: embedding and block-output LayerNorms use eps 1e-5
@@ -212,7 +215,7 @@ class MobileBertConfig:
         out: dict[str, Any] = dict(self.extra)
         arch = {"mobilebert": "MobileBertForPreTraining", "bert": "BertForPreTraining"}[self.model_type]
         out.update(architectures=[arch], model_type=self.model_type)
-        skip = {"extra", "model_type", "id2label"}
+        skip = {"extra", "model_type", "id2label", "problem_type"}
         if self.model_type == "bert":
             skip |= BERT_FIXED
         for f in fields(self):
@@ -224,7 +227,9 @@ class MobileBertConfig:
         elif self.num_labels != 2:
             out["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
             out["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
-        if self.num_labels == 1:
+        if self.problem_type is not None:
+            out["problem_type"] = self.problem_type
+        elif self.num_labels == 1:
             out["problem_type"] = "regression"
         return out
 
@@ -275,12 +280,15 @@ TF_DEFAULTS: dict[str, Any] = dict(
 # Keys only transformers uses; read and dropped (never misread as architecture).
 HF_IGNORED_KEYS = {
     "architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path", "gradient_checkpointing",
-    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "label2id", "problem_type",
+    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "label2id",
     "tie_word_embeddings", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "tokenizer_class",
     "chunk_size_feed_forward", "pruned_heads", "torchscript", "use_return_dict", "_attn_implementation",
     "_attn_implementation_autoset", "position_embedding_type", "is_decoder", "add_cross_attention",
     "true_hidden_size", "finetuning_task", "prefix", "task_specific_params", "layer_norm_type",
 }
+
+
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
 def _reject_unsupported(raw: dict[str, Any]) -> None:
@@ -289,8 +297,8 @@ def _reject_unsupported(raw: dict[str, Any]) -> None:
         raise ConfigError(f"position_embedding_type {raw['position_embedding_type']!r} is not supported (absolute only)")
     if raw.get("is_decoder") or raw.get("add_cross_attention"):
         raise ConfigError("decoder / cross-attention configs are not supported")
-    if raw.get("problem_type") == "multi_label_classification":
-        raise ConfigError("problem_type multi_label_classification is not supported")
+    if raw.get("problem_type") not in PROBLEM_TYPES:
+        raise ConfigError(f"problem_type {raw['problem_type']!r} is not one of {', '.join(map(str, PROBLEM_TYPES))}")
 
 
 def read_json_object(path: str | os.PathLike, error: type[ValueError] = ConfigError) -> dict[str, Any]:

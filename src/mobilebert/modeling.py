@@ -481,7 +481,9 @@ class MobileBertForMaskedLM(MobileBertPreTrainedModel):
 
 
 class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
-    """Classification (cross-entropy) or, with num_labels == 1, regression (MSE) on the pooled output."""
+    """Classification (cross-entropy) or, with num_labels == 1, regression (MSE) on the pooled output; with
+    ``config.problem_type == "multi_label_classification"`` independent labels (sigmoid + BCE on (B, C) float
+    multi-hot labels), as transformers trains them."""
 
     def __init__(self, config: MobileBertConfig) -> None:
         super().__init__(config)
@@ -499,6 +501,8 @@ class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
         if labels is not None:
             if self.config.num_labels == 1:
                 loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+            elif self.config.problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
             else:
                 loss = F.cross_entropy(logits, labels.view(-1))
         return _carry(out, loss=loss, logits=logits)

@@ -24,7 +24,8 @@ TEXT_PROBE_BYTES = 1 << 16
 FORMAT_PACKAGES = {"onnx": (("onnxruntime",), "onnxruntime"),
                    "executorch": (("executorch",), "executorch"),
                    "litert": (("litert_torch", "ai_edge_litert"), "litert-torch"),
-                   "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe")}
+                   "mediapipe": (("litert_torch", "mediapipe"), "litert-torch mediapipe"),
+                   "openvino": (("openvino", "nncf"), "openvino nncf")}
 
 
 

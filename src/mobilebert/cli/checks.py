@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..validate import (
@@ -134,14 +135,12 @@ def _distill(cfg: Any, n: Callable[[str], str]) -> None:
 
 # ----------------------------------------------------------------------------- fine-tuning
 def _task(name: str, n: Callable[[str], str]) -> str:
-    from ..data import glue
     from ..data.tasks import task_name
 
     try:
         return task_name(name)
-    except ValueError:
-        raise UsageError(f"{n('task')}: unknown GLUE task {name!r}; choose from {', '.join(glue.TASKS)}, squad, "
-                         "squad2") from None
+    except ValueError as e:
+        raise UsageError(f"{n('task')}: {e}") from None
 
 
 def _glue_examples(task: Any, data: str, split: str, n: Callable[[str], str]) -> None:
@@ -156,7 +155,11 @@ def _glue_examples(task: Any, data: str, split: str, n: Callable[[str], str]) ->
                          f"{task.files[split]})") from None
     if not looks_like_text(path):
         raise UsageError(f"{path}: not a text TSV file")
-    if not glue.read_glue(task, path, split, limit=1):
+    try:
+        rows = glue.read_glue(task, path, split, limit=1)
+    except ValueError as e:  # e.g. a CSV of the user's own: the message points at --task text-classification
+        raise UsageError(str(e)) from None
+    if not rows:
         raise UsageError(f"{path}: no {split} examples (only a header?)")
 
 
@@ -186,11 +189,43 @@ def _task_data(task: str, data: str, splits: tuple[str, ...] | None, n: Callable
         _glue_examples(t, data, split, n)
 
 
+def _own_file(task: str, path: str | None, cfg: Any, n: Callable[[str], str], key: str) -> None:
+    """A file of the user's own: readable, with the columns asked for (or detectable); the rows themselves are
+    checked when read (``data/files.py``: one line naming the file and line)."""
+    from ..data import files
+
+    if path is None:
+        return
+    try:
+        if task == "token-classification":
+            if files.FORMATS.get(Path(path).suffix.lower(), "csv") == "csv" and Path(path).is_file():
+                files.check_text_file(path)  # CoNLL text: columns are positions, checked line by line when read
+            else:
+                files.column_names(path)
+            return
+        present = files.column_names(path)
+        files.choose_columns(path, present, cfg.text_column, cfg.text_pair_column, cfg.label_column,
+                             need_label=True)
+    except files.DataFileError as e:
+        raise UsageError(f"{n(key)} {e}" if not str(e).startswith(str(path)) else str(e)) from None
+
+
 def _finetune(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..data import glue
+    from ..data.tasks import FILE_TASKS
+
     task = _task(cfg.task, n)
     seq_fits(n("max_seq_length"), cfg.max_seq_length, cfg.model)
-    if cfg.source != "datasets":
+    if task in FILE_TASKS:
+        for key in ("train", "validation", "test"):
+            _own_file(task, getattr(cfg, key), cfg, n, key)
+    elif cfg.source != "datasets":
         _task_data(task, cfg.data, None, n)
+        if not task.startswith("squad"):
+            try:
+                glue.check_distinct_splits(task, cfg.data)
+            except ValueError as e:
+                raise UsageError(f"{n('data')} {e}") from None
 
 
 def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
@@ -216,8 +251,20 @@ def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
 
 def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
     from ..data import glue
+    from ..data.tasks import FILE_TASKS
 
     task = _finetuned(cfg, n)
+    if (task in FILE_TASKS) != (cfg.validation is not None):
+        raise UsageError(f"{n('model')} {cfg.model}: fine-tuned for {task}; score it with "
+                         + (f"{n('validation')} FILE" if task in FILE_TASKS else f"{n('data')} (GLUE or SQuAD)"))
+    if task in FILE_TASKS:
+        from ..checkpoint import inspect
+
+        trained = (inspect(cfg.model).finetune or {}).get("columns") or {}
+        cols = SimpleNamespace(**{f"{k}_column": getattr(cfg, f"{k}_column") or trained.get(k)  # as trained
+                                  for k in ("text", "text_pair", "label")})
+        _own_file(task, cfg.validation, cols, n, "validation")
+        return
     if task.startswith("squad"):
         _squad_files(cfg.data, task, ("dev",), n)
         return

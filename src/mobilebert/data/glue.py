@@ -156,11 +156,34 @@ def resolve_path(task: GlueTask, data_dir: str | os.PathLike, split: str) -> Pat
     raise FileNotFoundError(f"{root / rel}: no {task.name} {split} file (expected the GLUE folder layout)")
 
 
+OWN_FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet")  # a user's own file, not GLUE's TSV layout
+
+
+def check_distinct_splits(task: GlueTask | str, data_dir: str | os.PathLike) -> None:
+    """Validation is never the training set: refuse a ``data_dir`` (e.g. one ``train.tsv``) from which training
+    and a dev split would read the same file (one line pointing at the own-files route)."""
+    task = get_task(task) if isinstance(task, str) else task
+    train = resolve_path(task, data_dir, "train").resolve()
+    for split in task.dev_splits:
+        try:
+            dev = resolve_path(task, data_dir, split).resolve()
+        except FileNotFoundError:
+            continue
+        if dev == train:
+            raise ValueError(f"{data_dir}: {task.name} would train and validate on the same file {train.name}; "
+                             f"give the GLUE folder (train.tsv and dev.tsv), or your own split: --task "
+                             "text-classification --train FILE --validation FILE")
+
+
 def read_glue(task: GlueTask | str, data_dir: str | os.PathLike, split: str,
               on_bad_label: Literal["error", "skip"] = "error", limit: int | None = None) -> list[GlueExample]:
     """Examples of one split from the GLUE TSV layout (``limit``: only the first N data rows)."""
     task = get_task(task) if isinstance(task, str) else task
     path = resolve_path(task, data_dir, split)
+    if path.suffix.lower() in OWN_FILE_SUFFIXES:
+        raise ValueError(f"{path}: a {path.suffix} file, not GLUE's TSV layout; for a file of your own use --task "
+                         f"text-classification --train {path} --validation FILE (columns are detected, or name "
+                         "them with --text-column / --label-column)")
     labelled = not split.startswith("test") and task.label is not None
     with path.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))

@@ -26,7 +26,6 @@ written. Files are written into a private sibling folder that is renamed into pl
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
@@ -61,11 +60,7 @@ _PASS_THROUGH = {"Reshape", "Squeeze", "Unsqueeze", "Convert", "Tanh", "Transpos
 
 def missing() -> tuple[list[str], str]:
     """(modules not importable, the pip line that installs them)."""
-    lacking, install = missing_packages("openvino")
-    if install:
-        return lacking, install
-    # until validate.FORMAT_PACKAGES has its "openvino" entry (lead-owned); then this fallback goes
-    return [m for m in ("openvino", "nncf") if importlib.util.find_spec(m) is None], "openvino nncf"
+    return missing_packages("openvino")
 
 
 def require(*modules: str) -> None:

@@ -9,6 +9,7 @@ call them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -22,6 +23,16 @@ from torch import nn
 from ..atomic import atomic_write_text
 from ..data import glue, squad
 from ..data.finetuning import Encoded, batches, encode_squad, load_eval_data
+from ..data.metrics import (
+    apply_thresholds,
+    classification_metrics,
+    entity_metrics,
+    majority_baseline,
+    multilabel_metrics,
+    plot_confusion_matrix,
+    tune_thresholds,
+)
+from ..data.tagging import word_predictions
 from ..data.tasks import TaskSetup
 from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
@@ -48,8 +59,8 @@ def run_model(model: Callable[..., Any], enc: Encoded, batch_size: int, pad_id: 
                                             total=math.ceil(len(order) / batch_size)):
         res = model(ids.to(device), mask.to(device), types.to(device))
         if res.logits is not None:
-            for r, i in enumerate(chunk):
-                out[i] = _numpy(res.logits[r])
+            for r, i in enumerate(chunk):  # per-token logits (T, C) are cut to the row's own tokens
+                out[i] = _numpy(res.logits[r] if res.logits.ndim == 2 else res.logits[r, :len(enc.input_ids[i])])
         else:
             for r, i in enumerate(chunk):
                 out[i] = (_numpy(res.start_logits[r]), _numpy(res.end_logits[r]))
@@ -86,12 +97,70 @@ def score_squad(examples: Sequence[squad.SquadExample], preds: dict[str, squad.P
     return metrics
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def score_file_task(spec: TaskSetup, outputs: list, references: Sequence, enc: Encoded,
+                    tune: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
+    """(scalar metrics incl. ``score``, details) of ``run_model`` outputs on a ``FILE_TASKS`` split.
+
+    ``score``: accuracy (text classification), micro F1 (multi-label), entity F1 (token classification), the
+    mean of Pearson and Spearman (regression). Details: per-class / per-label / per-type scores and the
+    confusion matrix. Multi-label: ``tune`` picks per-label thresholds on these rows (stored in the details
+    as ``thresholds``); otherwise the model's saved ``spec.thresholds`` (0.5 without) decide."""
+    names = list(spec.labels)
+    if spec.is_regression:
+        metrics = glue.compute_metrics(glue.get_task("stsb"), [float(o[0]) for o in outputs], references)
+        return metrics, {}
+    if spec.is_token:
+        fill = names.index("O") if "O" in names else 0
+        preds = [[names[k] for k in word_predictions(o.argmax(-1).tolist(), w, n, fill)]
+                 for o, w, n in zip(outputs, enc.word_ids, enc.n_words, strict=True)]
+        m = entity_metrics(references, preds)
+        scalars = {k: m[k] for k in ("precision", "recall", "f1", "accuracy")}
+        return {**scalars, "score": m["f1"]}, {"per_type": m["per_type"], "support": m["support"]}
+    if spec.multi_label:
+        refs = np.stack(references).astype(int)
+        probs = _sigmoid(np.stack(outputs).astype(np.float64))
+        thresholds = tune_thresholds(refs, probs) if tune else np.asarray(spec.thresholds or [0.5] * len(names))
+        m = multilabel_metrics(refs, apply_thresholds(probs, thresholds), names)
+        at_half = multilabel_metrics(refs, apply_thresholds(probs, 0.5), names)["micro_f1"]
+        scalars = {"micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "exact_match": m["exact_match"],
+                   "micro_f1_at_0.5": at_half, "score": m["micro_f1"]}
+        return scalars, {"per_label": m["per_label"], "thresholds": [float(t) for t in thresholds]}
+    preds = [int(o.argmax()) for o in outputs]
+    m = classification_metrics(references, preds, names)
+    top, share = majority_baseline(references)
+    scalars = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"],
+               "score": m["accuracy"]}
+    return scalars, {"per_class": m["per_class"], "labels": m["labels"], "confusion_matrix": m["confusion_matrix"],
+                     "majority_baseline": {"label": names[int(top)], "share": share}}
+
+
+def write_details(details: dict[str, Any], out: Path, prefix: str = "") -> None:
+    """A split's details as ``{prefix}report.json``, and its confusion matrix as a PNG beside it."""
+    atomic_write_text(out / f"{prefix}report.json", json.dumps(details, indent=2) + "\n")
+    for split, d in details.items():
+        if "confusion_matrix" in d:
+            plot_confusion_matrix(d["confusion_matrix"], d["labels"], out / f"{prefix}confusion_{split}.png",
+                                  title=f"Confusion matrix ({split})")
+
+
 def evaluate_loaded(model: Callable[..., Any], tokenizer: MobileBertTokenizer, spec: TaskSetup,
-                    data: dict[str, Any], batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """Metrics per evaluation split of already-loaded data (``data`` from ``load_eval_data``)."""
+                    data: dict[str, Any], batch_size: int = 64, details: dict[str, Any] | None = None,
+                    tune: bool = False) -> dict[str, dict[str, float]]:
+    """Metrics per evaluation split of already-loaded data (``data`` from ``load_eval_data``); ``details``, when
+    given, receives the per-class reports of the user's file tasks (see ``score_file_task``)."""
     results = {}
     for split, item in data.items():
-        if spec.is_squad:
+        if spec.is_file_task:
+            refs, enc = item
+            outs = run_model(model, enc, batch_size, tokenizer.pad_token_id, desc=split)
+            results[split], more = score_file_task(spec, outs, refs, enc, tune)
+            if details is not None:
+                details[split] = more
+        elif spec.is_squad:
             examples, features = item
             outs = run_model(model, encode_squad(features), batch_size, tokenizer.pad_token_id, desc=split)
             results[split] = score_squad(examples, decode_squad(examples, features, outs, spec), spec)
@@ -105,13 +174,28 @@ def evaluate_loaded(model: Callable[..., Any], tokenizer: MobileBertTokenizer, s
 # ----------------------------------------------------------------------------- a saved model
 def evaluate_checkpoint(model_dir: str | Path, data_dir: str | Path, task: str | None = None,
                         splits: Sequence[str] | None = None, batch_size: int = 64, out_dir: str | Path | None = None,
-                        limit: int | None = None, source: str = "tsv") -> dict[str, Any]:
+                        limit: int | None = None, source: str = "tsv", columns: dict[str, str | None] | None = None,
+                        label_separator: str | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Scores of a fine-tuned model on dev splits; test splits (GLUE) produce GLUE-server files in
-    ``out_dir`` instead, SQuAD writes predictions.json (and null_odds.json for v2.0) there."""
+    ``out_dir`` instead, SQuAD writes predictions.json (and null_odds.json for v2.0) there.
+
+    A model fine-tuned on the user's files scores the file ``data_dir`` (its ``validation`` split), reading the
+    columns it was trained with unless ``columns`` names others; per-class details (and the confusion matrix
+    PNG) go to ``out_dir`` and into the results under ``details``."""
     model, tokenizer, spec = load_finetuned(model_dir, task)
     out = Path(out_dir) if out_dir else None
     results: dict[str, Any] = {"task": spec.task, "model": str(model_dir)}
-    if spec.is_squad:
+    if spec.is_file_task:
+        given = {k: v for k, v in (columns or {}).items() if v is not None}
+        spec = dataclasses.replace(spec, columns={**(spec.columns or {}), **given},
+                                   label_separator=label_separator or spec.label_separator)
+        data = load_eval_data(spec, data_dir, tokenizer, limit=limit, cache_dir=cache_dir)
+        details: dict[str, Any] = {}
+        results.update(evaluate_loaded(model, tokenizer, spec, data, batch_size, details))
+        results["details"] = details
+        if out:
+            write_details(details, out)
+    elif spec.is_squad:
         examples, features = load_eval_data(spec, data_dir, tokenizer, limit=limit)["dev"]
         outs = run_model(model, encode_squad(features), batch_size, tokenizer.pad_token_id)
         preds = decode_squad(examples, features, outs, spec)

@@ -14,7 +14,11 @@ from ..checkpoint import FINETUNE_FILE, inspect
 from ..config import MobileBertConfig
 from ..data.tasks import TaskSetup, task_name
 from ..load import load_model
-from ..modeling import MobileBertForQuestionAnswering, MobileBertForSequenceClassification
+from ..modeling import (
+    MobileBertForQuestionAnswering,
+    MobileBertForSequenceClassification,
+    MobileBertForTokenClassification,
+)
 from ..tokenizer import MobileBertTokenizer
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,10 @@ def load_task_model(spec: TaskSetup, model_dir: str | Path, random_init: bool = 
     architecture with fresh weights: the baseline that shows what pre-training is worth. ``dropout``
     overrides every dropout probability of the saved config (and is saved with the fine-tuned model)."""
     over = dropout_overrides(dropout)
+    if spec.is_token:
+        return _token_model(spec, model_dir, random_init, over)
+    if spec.problem_type is not None and spec.is_file_task:
+        over["problem_type"] = spec.problem_type  # multi-label: BCE in the model's own loss, saved in config.json
     if spec.is_squad:
         if random_init:
             return MobileBertForQuestionAnswering(MobileBertConfig.from_json(model_dir, **over))
@@ -45,6 +53,24 @@ def load_task_model(spec: TaskSetup, model_dir: str | Path, random_init: bool = 
         return MobileBertForSequenceClassification(saved.replace(num_labels=len(spec.labels),
                                                                  id2label=dict(enumerate(spec.labels))))
     return load_model(model_dir, "classifier", spec.labels, **over)
+
+
+def _token_model(spec: TaskSetup, model_dir: str | Path, random_init: bool, over: dict) -> nn.Module:
+    """The token classifier; the checkpoint's head is kept only when it was trained on the same tags."""
+    labels = dict(enumerate(spec.labels))
+    if random_init:
+        saved = MobileBertConfig.from_json(model_dir, **over)
+        return MobileBertForTokenClassification(saved.replace(num_labels=len(labels), id2label=labels))
+    info = inspect(model_dir)
+    if info.task == spec.task and info.id2label == labels:
+        log.info("%s: keeping the checkpoint's token-classification head (tags %s)", model_dir, list(spec.labels))
+        return MobileBertForTokenClassification.from_pretrained(model_dir, **over)
+    model = MobileBertForTokenClassification.from_pretrained(model_dir, num_labels=len(labels), id2label=labels,
+                                                             **over)
+    if not any(k.startswith("classifier.") for k in model.loading_info["missing_keys"]):
+        model.classifier = nn.Linear(model.config.hidden_size, len(labels))  # another task's head: start afresh
+        model._init_module(model.classifier)
+    return model
 
 
 def finetuned_spec(model_dir: str | Path, task: str | None = None) -> TaskSetup:
@@ -95,6 +121,11 @@ def load_teacher(spec: TaskSetup, teacher_dir: str | Path, tokenizer: MobileBert
     if not spec.is_squad and info.num_labels != len(spec.labels):
         raise ValueError(f"--teacher {teacher_dir}: has {info.num_labels} output(s), {spec.task} needs "
                          f"{len(spec.labels)}")
-    if info.head != head:
+    if spec.is_file_task and not spec.is_regression and info.id2label != dict(enumerate(spec.labels)):
+        raise ValueError(f"--teacher {teacher_dir}: labels {list((info.id2label or {}).values())} differ from the "
+                         f"training file's {list(spec.labels)}")
+    if info.head not in (head, "token"):
         raise ValueError(f"--teacher {teacher_dir}: no trained {spec.task} head; fine-tune it on {spec.task} first")
+    if spec.is_token:
+        return MobileBertForTokenClassification.from_pretrained(teacher_dir).eval().requires_grad_(False)
     return load_model(teacher_dir, head).eval().requires_grad_(False)

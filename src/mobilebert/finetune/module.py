@@ -3,6 +3,7 @@ intermediate transfer from a teacher model) and the per-epoch evaluation that ke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -11,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.finetuning import Encoded
+from ..data.tagging import IGNORE
 from ..data.tasks import TaskSetup
 from ..distill.losses import (
     TransferLoss,
@@ -25,7 +28,7 @@ from ..distill.losses import (
 from ..distill.module import HoldsTeacher
 from ..tokenizer import MobileBertTokenizer
 from ..train.schedule import Stage
-from .evaluate import evaluate_loaded, run_model
+from .evaluate import evaluate_loaded, run_model, write_details
 from .load import save_finetuned
 
 log = logging.getLogger(__name__)
@@ -51,11 +54,59 @@ def teacher_logits(teacher: nn.Module, enc: Encoded, batch_size: int, pad_id: in
     return [torch.from_numpy(o) for o in outs]
 
 
+def multilabel_distillation_loss(logits: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor,
+                                  alpha: float = 0.5, temperature: float = 1.0,
+                                  n_sequences: float | torch.Tensor | None = None) -> torch.Tensor:
+    """``alpha * BCE(sigmoid(s), labels) + (1 - alpha) * T^2 * BCE(sigmoid(s/T), sigmoid(t/T))``: each label is its
+    own yes/no question, so the teacher's soft target is its per-label probability, never a softmax over labels.
+
+    logits, teacher: (B, L); labels: (B, L) 0/1 floats. Mean over the B x L entries (or their sum / (``n_sequences``
+    x L)); with ``alpha == 1`` (or no teacher) exactly the model's own loss (transformers' BCEWithLogitsLoss)."""
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return x.mean() if n_sequences is None else x.sum() / (n_sequences * x.shape[-1])
+
+    logits = logits.float()
+    hard = mean(F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none"))
+    if teacher is None or alpha == 1.0:
+        return hard
+    soft = torch.sigmoid(teacher.detach().float() / temperature)
+    kd = mean(F.binary_cross_entropy_with_logits(logits / temperature, soft, reduction="none"))
+    return alpha * hard + (1.0 - alpha) * temperature ** 2 * kd
+
+
+def token_distillation_loss(logits: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor,
+                            alpha: float = 0.5, temperature: float = 1.0,
+                            n_sequences: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token ``alpha * CE + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))`` over the scored pieces only
+    (labels != -100: each word's first piece), averaged over them.
+
+    logits, teacher: (B, T, C); labels: (B, T). With ``n_sequences`` the micro-batch's mean is weighted by its
+    share of the global batch (B / n_sequences), so accumulation and DDP add up to the one-batch loss when every
+    micro-batch scores as many pieces per row. With ``alpha == 1`` (or no teacher) exactly the model's own loss."""
+    keep = labels != IGNORE  # (B, T)
+    n = keep.sum().clamp_min(1)
+    share = 1.0 if n_sequences is None else labels.shape[0] / n_sequences
+    s = logits.float()[keep]  # (N, C)
+    hard = F.cross_entropy(s, labels[keep], reduction="sum") / n
+    if teacher is None or alpha == 1.0:
+        return hard * share
+    t = teacher.detach().float()[keep]
+    kd = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True,
+                  reduction="sum") / n
+    return (alpha * hard + (1.0 - alpha) * temperature ** 2 * kd) * share
+
+
 def task_loss(out: Any, targets: dict[str, torch.Tensor], teacher: torch.Tensor | None, mask: torch.Tensor,
               regression: bool, alpha: float, temperature: float,
               n_sequences: float | torch.Tensor | None = None) -> torch.Tensor:
     """The fine-tuning loss with a teacher's outputs mixed in (distill/losses.py); with ``alpha == 1`` (or no
-    teacher) exactly the model's own loss. ``n_sequences``: the global batch's size (see ``FinetuneModule``)."""
+    teacher) exactly the model's own loss. ``n_sequences``: the global batch's size (see ``FinetuneModule``).
+    Multi-label (float (B, L) labels) and token classification (long (B, T) labels) have their own losses."""
+    labels = targets.get("labels")
+    if labels is not None and labels.ndim == 2:
+        if labels.is_floating_point():
+            return multilabel_distillation_loss(out.logits, teacher, labels, alpha, temperature, n_sequences)
+        return token_distillation_loss(out.logits, teacher, labels, alpha, temperature, n_sequences)
     if "start_positions" in targets:
         t_start, t_end = (None, None) if teacher is None else teacher.unbind(1)
         return span_distillation_loss(out.start_logits, out.end_logits, t_start, t_end, targets["start_positions"],
@@ -135,7 +186,9 @@ class FinetuneTask:
     def evaluate(self, train_loss: float) -> dict[str, float]:
         epoch_s = time.perf_counter() - self._t0
         epoch = len(self.history) + 1
-        metrics = evaluate_loaded(self.module.model, self.tokenizer, self.spec, self.dev, self.eval_batch_size)
+        details: dict[str, Any] = {}
+        metrics = evaluate_loaded(self.module.model, self.tokenizer, self.spec, self.dev, self.eval_batch_size,
+                                  details, tune=self.spec.multi_label)
         self.history.append({"epoch": epoch, "step": epoch * self.steps_per_epoch, "train_loss": train_loss,
                              "epoch_seconds": epoch_s, "seconds_per_1k": 1000 * epoch_s / max(self.rows_per_epoch, 1),
                              **metrics})
@@ -144,7 +197,12 @@ class FinetuneTask:
         score = next(iter(metrics.values()))["score"]
         if self.best is None or score > self.best["score"]:
             self.best = {"epoch": epoch, "score": score, "metrics": metrics}
+            thresholds = next(iter(details.values()), {}).get("thresholds")
+            if thresholds is not None:  # multi-label: the thresholds tuned on validation travel with the model
+                self.spec = dataclasses.replace(self.spec, thresholds=thresholds)
             save_finetuned(self.module.model, self.tokenizer, self.spec, self.out_dir / "best")
+            if details:
+                write_details(details, self.out_dir, "best_")
         self._t0 = time.perf_counter()
         return {"epoch": epoch, "train_loss": train_loss, "epoch_seconds": epoch_s,
                 **{f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}}

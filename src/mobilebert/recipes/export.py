@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..options import option
 
-FORMATS = ("onnx", "executorch", "litert", "mediapipe")
+FORMATS = ("onnx", "openvino", "executorch", "litert", "mediapipe")
 
 
 @dataclass
@@ -16,12 +16,20 @@ class ExportConfig:
                             path="model")
     out: str = option(help="output folder (onnx) or file (.pte / .tflite); must not exist unless --overwrite; "
                       "written atomically", positional=True, output="file")
-    format: str = option("onnx", help="onnx (ONNX Runtime), executorch (XNNPACK), litert or mediapipe (LiteRT + "
-                         "tokenizer metadata; needs `pip install executorch` / `pip install litert-torch` / "
-                         "`pip install litert-torch mediapipe`)", choices=FORMATS)
+    format: str = option("onnx", help="onnx (ONNX Runtime), openvino (OpenVINO IR, x86 servers; `pip install "
+                         "openvino nncf`), executorch (XNNPACK), litert or mediapipe (LiteRT + tokenizer metadata; "
+                         "needs `pip install executorch` / `pip install litert-torch` / `pip install litert-torch "
+                         "mediapipe`)", choices=FORMATS)
     int8: bool = option(False, help="int8 dynamic quantization, per-channel weights")
     seq_len: int = option(128, help="executorch/litert/mediapipe: the fixed sequence length (the app right-pads)",
                           at_least=1)
+    precision: str = option("f32", help="openvino: the inference precision the IR runs at (bf16 where the CPU has "
+                            "it natively; elsewhere OpenVINO runs f32)", choices=("f32", "bf16"))
+    calibration: str | None = option(None, help="openvino --int8: texts to calibrate on, one per line (default: the "
+                                     "bundled samples)", path="text")
+    labelled: str | None = option(None, help="openvino: a labelled set (GLUE TSV layout of --task) every written "
+                                  "file must score within 1 point of PyTorch on", path="exists")
+    task: str = option("sst2", help="openvino: the task of --labelled")
     labels: str | None = option(None, help="mediapipe classifier: comma-separated class names in id order "
                                 "(default: the checkpoint's id2label; GLUE tasks get readable names, e.g. "
                                 "negative,positive)")
@@ -29,6 +37,9 @@ class ExportConfig:
     def check(self) -> None:
         if self.labels and self.format != "mediapipe":
             raise ValueError(f"--labels: only --format mediapipe writes class names (got --format {self.format})")
+        if (self.calibration or self.labelled or self.precision != "f32") and self.format != "openvino":
+            raise ValueError(f"--precision, --calibration and --labelled are --format openvino settings (got --format "
+                             f"{self.format})")
 
 
 def main(cfg: ExportConfig, overwrite: bool = True) -> int:
@@ -45,6 +56,17 @@ def main(cfg: ExportConfig, overwrite: bool = True) -> int:
             what = f"TextClassifier, labels {', '.join(r.labels)}" if r.labels else "TextEmbedder"
             print(f"{r.path}: {r.path.stat().st_size / 2**20:.1f} MB, {what}, seq {cfg.seq_len}, "
                   f"{'int8' if cfg.int8 else 'fp32'}, MediaPipe on raw text matches PyTorch ({r.parity:.1e})")
+            return 0
+        if cfg.format == "openvino":
+            from ..deploy.openvino import export_checkpoint as export_openvino
+
+            r = export_openvino(cfg.model_dir, cfg.out, precision=cfg.precision, int8=cfg.int8,
+                                calibration=cfg.calibration, labelled=cfg.labelled, task=cfg.task,
+                                max_seq_length=cfg.seq_len, overwrite=overwrite)
+            files = ", ".join(f"{n} ({b / 2**20:.1f} MB)" for n, b in r.files.items())
+            parity = ", ".join(f"{k} {v:.2e}" for k, v in r.parity.items())
+            print(f"{r.out_dir}: {files}; runs as {r.runs_as}; relative error vs PyTorch: {parity}"
+                  + (f"; accuracy {r.accuracy}" if getattr(r, "accuracy", None) else ""))
             return 0
         if cfg.format != "onnx":
             from ..deploy import mobile

@@ -1,4 +1,5 @@
-"""``mobilebert finetune``: fine-tune a checkpoint on a GLUE task or SQuAD, once per seed, keep the best epoch.
+"""``mobilebert finetune``: fine-tune a checkpoint on a GLUE task, SQuAD or the user's own files (text
+classification incl. pairs and multi-label, regression, token classification), once per seed, keep the best epoch.
 
 Reads top to bottom: check the settings (``FinetuneConfig``; on ``resume``, against the run's stored config.yaml)
 -> tokenizer, teacher (task distillation) and data -> the teacher's outputs on the training set, once -> for each
@@ -18,6 +19,7 @@ import logging
 import os
 import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +30,26 @@ import torch.distributed as dist
 
 from .. import options
 from ..atomic import atomic_write_text
+from ..checkpoint import inspect
 from ..config import MobileBertConfig
-from ..data.finetuning import Encoded, FinetuneLoader, load_eval_data, load_train_data, steps_per_epoch
-from ..data.tasks import TaskSetup, task_name
+from ..data import glue
+from ..data.finetuning import (
+    Encoded,
+    FinetuneLoader,
+    file_references,
+    load_eval_data,
+    load_train_data,
+    read_file,
+    steps_per_epoch,
+    with_training_file,
+)
+from ..data.tasks import FILE_TASKS, TaskSetup, check_data_settings, task_name
 from ..distill.losses import TransferMap
 from ..finetune.evaluate import evaluate_loaded
-from ..finetune.load import load_task_model, load_teacher
+from ..finetune.load import load_finetuned, load_task_model, load_teacher
 from ..finetune.module import FinetuneModule, FinetuneTask, seed_everything, teacher_logits
 from ..options import option
+from ..sanity import dev_majority, file_notes, teacher_notes
 from ..tokenizer import MobileBertTokenizer
 from ..train.schedule import Stage
 from ..train.trainer import Dist, TrainConfig, check_batch, fit, init_distributed
@@ -49,11 +63,31 @@ CONFIG_FILE = "config.yaml"  # the resolved settings, next to the seed folders; 
 class FinetuneConfig:
     """Every setting of ``mobilebert finetune`` (flags, YAML keys and ``key=value`` overrides alike)."""
 
-    task: str = option(help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, squad, squad2")
-    data: str = option(help="GLUE root (or task folder), or the folder with SQuAD's JSON", path="exists")
+    task: str = option(help="text-classification, regression, token-classification (your own files: --train, "
+                       "--validation), or a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; --data), "
+                       "squad, squad2 (--data)")
     model: str = option(help="checkpoint folder (ours, HF MobileBERT or HF BERT)", path="model")
     out: str = option(help="output folder: seed-N/best, metrics.jsonl, results.json", output="run",
                       affects_result=False)
+    data: str | None = option(None, help="GLUE root (or task folder), or the folder with SQuAD's JSON",
+                              path="exists")
+    train: str | None = option(None, help="your training file (.csv, .tsv, .jsonl, .json, .parquet, a save_to_disk "
+                               "folder; token-classification: CoNLL text or JSONL tokens/tags); its labels are the "
+                               "model's", path="exists")
+    validation: str | None = option(None, help="your validation file (same format): scored every epoch, picks the "
+                                    "best epoch (and the multi-label thresholds)", path="exists")
+    test: str | None = option(None, help="your test file: each seed's best model is scored on it once, at the end",
+                              path="exists")
+    text_column: str | None = option(None, help="column of the text (token-classification: the tokens) (default: "
+                                     "text, sentence, question or sentence1; tokens, words)")
+    text_pair_column: str | None = option(None, help="column of the second text of a pair (default: sentence2 "
+                                          "with sentence1, sentence with question)")
+    label_column: str | None = option(None, help="column of the label (token-classification: the tags) (default: "
+                                      "label, labels; tags, ner_tags)")
+    label_separator: str | None = option(None, help="multi-label: the separator of a text label column (e.g. '|'); "
+                                         "without it the column holds JSON lists")
+    multi_label: bool = option(False, help="text-classification: any number of labels per row (sigmoid + BCE, "
+                               "per-label thresholds tuned on validation)")
     lr: float = option(5e-5, help="peak learning rate, AdamW with warm-up and linear decay", above=0)
     batch_size: int = option(32, help="examples per step", at_least=1)
     epochs: int = option(3, help="passes over the training set; the best epoch is kept", at_least=1)
@@ -100,6 +134,7 @@ class FinetuneConfig:
     def check(self) -> None:
         """Relations between settings (each field's own range is checked from its metadata)."""
         self.task = task_name(self.task)  # a one-line ValueError naming the choices
+        check_data_settings(self)
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -108,6 +143,14 @@ class FinetuneConfig:
             if getattr(self, key) > 0 and self.teacher is None:
                 raise ValueError(f"{{{key}}} needs a {{teacher}} to transfer from")
         check_batch(self.batch_size, self.grad_accum)
+
+
+def setup_of(cfg: FinetuneConfig) -> TaskSetup:
+    """What the run remembers about its task (finetune.json), before the training file adds its labels."""
+    cols = {"text": cfg.text_column, "text_pair": cfg.text_pair_column, "label": cfg.label_column}
+    return TaskSetup(cfg.task, cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_answer_length,
+                     multi_label=cfg.multi_label, label_separator=cfg.label_separator,
+                     columns=cols if cfg.task in FILE_TASKS else None)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -120,6 +163,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         print(format_summary(results))
         print(f"results: {cfg.out}/results.json")
         for note in finetune_notes(results, cfg.data if cfg.source != "datasets" else None):  # at chance: say so
+            print(f"note: {note}")
+        for note in results["hparams"].get("notes", []):  # about the data, the teacher, the starting model
             print(f"note: {note}")
     return results
 
@@ -139,14 +184,30 @@ def train(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.device is not None:
         d.device = torch.device(cfg.device)
     cfg = resumed_config(cfg, out) if cfg.resume else cfg
-    spec = TaskSetup(cfg.task, cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_answer_length)
+    with tempfile.TemporaryDirectory(prefix="mobilebert-data-") as cache:  # datasets' Arrow copies, then gone
+        return _train(cfg, out, d, cache)
+
+
+def _train(cfg: FinetuneConfig, out: Path, d: Dist, cache: str) -> dict[str, Any]:
+    spec = setup_of(cfg)
+    notes: list[str] = []
+    if spec.is_file_task:
+        train_file = read_file(spec, cfg.train, cache)
+        spec = with_training_file(spec, train_file)
+        val_file = read_file(spec, cfg.validation, cache)
+        file_references(spec, val_file)  # a label the training file never had: refused now, before any work
+        notes += file_notes(spec, train_file, val_file, cfg.train)
     tokenizer = MobileBertTokenizer.from_pretrained(cfg.model)
     intermediate = cfg.kd_hidden > 0 or cfg.kd_attention > 0
     t_model = load_teacher(spec, cfg.teacher, tokenizer).to(d.device) if cfg.teacher is not None else None
     # intermediate transfer's layer map; a student deeper than its teacher is refused here, before any data is read
     tmap = TransferMap.build(t_model.config, MobileBertConfig.from_json(cfg.model)) if intermediate else None
-    train_data = load_train_data(spec, cfg.data, tokenizer, cfg.max_train_examples, cfg.source)
-    dev = load_eval_data(spec, cfg.data, tokenizer, limit=cfg.max_eval_examples, source=cfg.source)
+    train_path = cfg.train if spec.is_file_task else cfg.data
+    if not spec.is_file_task and not spec.is_squad and cfg.source != "datasets":
+        glue.check_distinct_splits(spec.task, cfg.data)  # validation is never the training set
+    train_data = load_train_data(spec, train_path, tokenizer, cfg.max_train_examples, cfg.source, cache)
+    dev = load_eval_data(spec, cfg.validation if spec.is_file_task else cfg.data, tokenizer,
+                         limit=cfg.max_eval_examples, source=cfg.source, cache_dir=cache)
     eval_examples = {split: len(item[0]) for split, item in dev.items()}
     subset = cfg.max_eval_examples is not None and any(n >= cfg.max_eval_examples for n in eval_examples.values())
     if subset:
@@ -158,6 +219,10 @@ def train(cfg: FinetuneConfig) -> dict[str, Any]:
                "eval_examples": eval_examples, "eval_subset": subset, "random_init": cfg.random_init,
                "device": str(d.device), "torch_threads": torch.get_num_threads(), "dropout": cfg.dropout,
                "grad_accum": cfg.grad_accum, "precision": cfg.precision, "world_size": d.world}
+    if spec.is_file_task:
+        hparams.update(train=cfg.train, validation=cfg.validation, columns=spec.columns, labels=list(spec.labels),
+                       multi_label=spec.multi_label)
+    hparams["sentence_encoder"] = inspect(cfg.model).is_sentence_encoder  # see sanity.finetune_notes
     if d.main:  # the run's record: a resume is compared with it
         options.write_resolved(cfg, out, CONFIG_FILE)
     cached = None
@@ -173,8 +238,20 @@ def train(cfg: FinetuneConfig) -> dict[str, Any]:
                        kd_attention=cfg.kd_attention)
         log.info("teacher %s: dev %s; outputs cached for %d training rows", cfg.teacher,
                  ", ".join(f"{s} {m['score']:.4f}" for s, m in t_dev.items()), len(cached))
+        notes += teacher_notes(cfg.teacher, t_dev, dev_majority(spec, dev, cfg.data, cfg.max_eval_examples))
     runs = [train_one_seed(cfg, spec, out / f"seed-{seed}", train_data, dev, tokenizer, seed, d, cached, t_model,
                            tmap) for seed in cfg.seeds]
+    if cfg.test is not None and d.main:
+        for r in runs:  # each seed's best model, once, on the held-out test file
+            model, _, best_spec = load_finetuned(r["best_dir"])
+            test = load_eval_data(best_spec, cfg.test, tokenizer, cache_dir=cache)
+            r["test"] = evaluate_loaded(model, tokenizer, best_spec, test, cfg.eval_batch_size)["validation"]
+    majority = dev_majority(spec, dev, cfg.data, cfg.max_eval_examples)
+    if majority is not None:
+        hparams["majority_baseline"] = list(majority)  # [label, share]
+    for note in notes:
+        log.info("note: %s", note)
+    hparams["notes"] = notes
     results = {"hparams": hparams, "runs": runs, "summary": summarize([r["best"] for r in runs])}
     if d.main:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
