@@ -237,3 +237,49 @@ def test_bad_predict_settings_one_line(classifier, tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_after_finetune_on_a_csv_predict_uses_its_columns_and_label_names(tiny_ckpt, tmp_path):
+    """finetune --task text-classification on a CSV (columns review, sentiment; string labels), then predict the
+    validation file: the trained text column is used, the label names are the file's, one row out per row in."""
+    from mobilebert.data.glue import SAMPLE_DIR, read_glue
+
+    rows = [(e.text_a, "positive" if e.label else "negative") for e in read_glue("sst2", SAMPLE_DIR, "train", limit=64)]
+    for name, part in (("train.csv", rows[:48]), ("dev.csv", rows[48:])):
+        (tmp_path / name).write_text("id,review,sentiment\n" + "".join(
+            f'{i},"{t.replace(chr(34), chr(39))}",{y}\n' for i, (t, y) in enumerate(part)))
+    assert main(["finetune", "--task", "text-classification", "--train", str(tmp_path / "train.csv"),
+                 "--validation", str(tmp_path / "dev.csv"), "--model", str(tiny_ckpt), "--out", str(tmp_path / "run"),
+                 "--text-column", "review", "--label-column", "sentiment", "--epochs", "1", "--batch-size", "16", "--max-seq-length", "32", "--seeds", "1"]) == 0
+    best = tmp_path / "run" / "seed-1" / "best"
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(best), "--input", str(tmp_path / "dev.csv"), "--output", str(out)]) == 0
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [g["review"] for g in got] == [t.replace('"', "'") for t, _ in rows[48:]]
+    assert {g["prediction"] for g in got} <= {"negative", "positive"}
+    assert [g["prediction"] for g in got] == [r["prediction"] for r in pred.predict(best, [g["review"] for g in got])]
+
+
+def test_after_finetune_on_conll_predict_tags_raw_text(tiny_ckpt, tmp_path):
+    """finetune --task token-classification on CoNLL lines, then predict raw sentences of a .txt file: entities
+    with types from the training tags and offsets into each line."""
+    lines = ["Alice went to Paris in 2019 .", "the film was good .", "Bob met Alice in Rome ."] * 12
+    conll = "".join("".join(f"{w} {'B-NUM' if w.isdigit() else 'B-CAP' if w[0].isupper() else 'O'}\n"
+                            for w in s.split()) + "\n" for s in lines)
+    (tmp_path / "train.conll").write_text(conll)
+    (tmp_path / "dev.conll").write_text(conll)
+    assert main(["finetune", "--task", "token-classification", "--train", str(tmp_path / "train.conll"),
+                 "--validation", str(tmp_path / "dev.conll"), "--model", str(tiny_ckpt), "--out",
+                 str(tmp_path / "run"), "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32",
+                 "--seeds", "1", "--lr", "1e-3"]) == 0
+    best = tmp_path / "run" / "seed-1" / "best"
+    (tmp_path / "in.txt").write_text("Alice went to Rome in 2019.\n\nthe film\n")
+    out = tmp_path / "tags.csv"
+    assert main(["predict", "--model", str(best), "--input", str(tmp_path / "in.txt"), "--output", str(out)]) == 0
+    import csv
+
+    got = list(csv.DictReader(out.open()))
+    assert [g["text"] for g in got] == ["Alice went to Rome in 2019.", "", "the film"]  # one row per line
+    for g in got:
+        for e in json.loads(g["entities"]):
+            assert e["type"] in ("CAP", "NUM") and g["text"][e["start"]:e["end"]] == e["text"]

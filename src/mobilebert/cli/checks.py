@@ -241,7 +241,7 @@ def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
         raise UsageError(f"{n('model')} {cfg.model}: no finetune.json (not written by `mobilebert finetune`); say "
                          f"which task it is for with {n('task')}")
     task = _task(cfg.task, n)
-    head = "qa" if task.startswith("squad") else "classifier"
+    head = "qa" if task.startswith("squad") else "token" if task == "token-classification" else "classifier"
     if info.head != head and not cfg.allow_untrained_head:
         raise UsageError(f"{n('model')} {cfg.model}: has no trained {task} head, so its outputs would come from "
                          "random weights; fine-tune it first (mobilebert finetune), or add --allow-untrained-head "
