@@ -115,3 +115,17 @@ def test_phone_files_of_a_token_classifier_carry_vocab_and_labels(tagger, tmp_pa
         ref = model(*x).logits
     assert got.shape == ref.shape == (1, 16, len(TAGS))
     assert float((got - ref).abs().max() / ref.abs().max()) <= 1e-4
+
+
+def test_openvino_folder_carries_tokenizer_and_labels(tmp_path):
+    pytest.importorskip("openvino")
+    ckpt = tmp_path / "cls"
+    model = MobileBertForSequenceClassification(tiny_config(vocab_size=len(VOCAB), num_labels=2,
+                                                            id2label={0: "0", 1: "1"}, **TINY))
+    model.save_pretrained(ckpt)
+    (ckpt / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (ckpt / "finetune.json").write_text(json.dumps({"task": "sst2", "max_seq_length": 32}))
+    assert main(["export", "--format", "openvino", str(ckpt), str(tmp_path / "ov")]) == 0
+    names = {p.name for p in (tmp_path / "ov").iterdir()}
+    assert {"model.xml", "vocab.txt", "tokenizer.json", "labels.txt", "finetune.json"} <= names
+    assert (tmp_path / "ov" / "labels.txt").read_text().split() == ["negative", "positive"]
