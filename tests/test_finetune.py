@@ -63,13 +63,14 @@ def test_evaluate_reloads_the_same_scores(sst2_run, tmp_path, capsys):
 def test_predict_cli_and_file(sst2_run, tmp_path, capsys):
     best = sst2_run / "seed-1" / "best"
     rows = predict(best, ["a gripping , moving film .", "dull and lifeless ."], top_k=2)
-    assert [r["label"] in ("0", "1") for r in rows] == [True, True]
+    assert [r["prediction"] in ("negative", "positive") for r in rows] == [True, True]  # readable SST-2 names
     assert all(abs(sum(p for _, p in r["top"]) - 1) < 1e-5 for r in rows)
     inputs = tmp_path / "in.txt"
     inputs.write_text("a gripping , moving film .\n\nboring .\n")
     assert main(["predict", "--model", str(best), "--file", str(inputs)]) == 0
     lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("note:")]
-    assert len(lines) == 2 and lines[0].split("\t")[0] in ("0", "1")  # (a note may say the tiny model is at chance)
+    assert len(lines) == 3 and lines[0].split("\t")[0] in ("negative", "positive")  # one row per line (a note may
+    # say the tiny model is at chance; another that line 2 is empty)
     with pytest.raises(ValueError, match="takes single sentences"):
         predict(best, [("a", "b")])
 
@@ -95,7 +96,7 @@ def test_stsb_regression_from_a_checkpoint_with_a_two_label_head(sst2_run, tmp_p
     assert set(dev) == {"pearson", "spearmanr", "score"} and -1 <= dev["pearson"] <= 1
     model, _, setup = load_finetuned(out / "seed-3" / "best")
     assert setup.task == "stsb" and model.config.num_labels == 1 and model.classifier.out_features == 1
-    assert isinstance(predict(out / "seed-3" / "best", [("a cat", "a cat")])[0]["score"], float)
+    assert isinstance(predict(out / "seed-3" / "best", [("a cat", "a cat")])[0]["prediction"], float)
 
 
 def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
@@ -114,7 +115,7 @@ def test_squad_finetune_and_predict(tiny_ckpt, tmp_path):
     dev = results["runs"][0]["best"]["dev"]
     assert {"exact", "f1", "total"} <= set(dev) and dev["total"] == 3
     (row,) = predict(out / "seed-1" / "best", [("who has a dog ?", context)], top_k=3)
-    assert row["answer"] in context and 0 < row["score"] <= 1
+    assert row["prediction"] in context and 0 < row["score"] <= 1
 
 
 def test_head_reuse_rules(sst2_run):
@@ -228,11 +229,13 @@ def test_evaluate_and_predict_recipes(sst2_run, tmp_path, capsys):
     inputs = tmp_path / "in.txt"
     inputs.write_text("a gripping , moving film .\n\nboring .\n")
     rows = predict_run(load(PredictConfig, values={"model": best, "texts": ["dull ."], "file": str(inputs)}))
-    assert [r["text"] for r in rows] == ["dull .", "a gripping , moving film .", "boring ."]
-    printed = [x for x in capsys.readouterr().out.splitlines() if not x.startswith("note:")]
-    assert len(printed) == 3 and printed[0].split("\t")[0] in ("0", "1")
+    assert [r["text"] for r in rows] == ["dull .", "a gripping , moving film .", "", "boring ."]  # line i: row i
+    out = capsys.readouterr().out
+    printed = [x for x in out.splitlines() if not x.startswith("note:")]
+    assert len(printed) == 4 and printed[0].split("\t")[0] in ("negative", "positive")
+    assert "note: 1 empty input(s) (first at data row 2 of" in out
     inputs.write_text("one\ta\tb\n")
-    with pytest.raises(ValueError, match=r"in\.txt:1: 3 TAB-separated fields"):
+    with pytest.raises(ValueError, match=r"in\.txt:1: 3 TAB-separated fields, expected 1"):
         predict_run(PredictConfig(model=best, file=str(inputs)))
     with pytest.raises(UsageError, match="one --context per --question"):
         load(PredictConfig, values={"model": best, "question": ["who?"]})

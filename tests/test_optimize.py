@@ -12,6 +12,7 @@ from mobilebert.modeling import (
     MobileBertForPreTraining,
     MobileBertForQuestionAnswering,
     MobileBertForSequenceClassification,
+    MobileBertForTokenClassification,
     MobileBertModel,
 )
 
@@ -19,7 +20,7 @@ FP32_TOL = 1e-4  # max |fast - eager| / max |eager|
 BF16_TOL = 3e-2  # ||fast - eager|| / ||eager|| (bf16 keeps 8 bits of mantissa)
 PRESETS = ["mobilebert", "mobilebert-tiny", "mobilebert-no-opt", "ib-bert-large", "bert-base"]
 HEADS = [MobileBertModel, MobileBertForSequenceClassification, MobileBertForQuestionAnswering,
-         MobileBertForMaskedLM, MobileBertForPreTraining]
+         MobileBertForMaskedLM, MobileBertForPreTraining, MobileBertForTokenClassification]
 # Every head on the student; the encoder and one per-token head on the other presets (keeps the suite fast).
 CASES = [("mobilebert", h) for h in HEADS] + [(p, h) for p in PRESETS[1:] for h in (HEADS[0], HEADS[2])]
 

@@ -194,6 +194,17 @@ class CheckpointInfo:
         return self.config.id2label
 
     @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class (or tag) names in id order, readable: config.json's ``id2label``, with GLUE's readable names
+        (``data.glue.readable_labels``) in place of bare digits; ``LABEL_i`` when the config has none. The one
+        answer for predict and every export."""
+        from .data.glue import readable_labels
+
+        n = self.config.num_labels
+        names = [self.id2label[i] for i in range(n)] if self.id2label else [f"LABEL_{i}" for i in range(n)]
+        return readable_labels(self.task, names)
+
+    @property
     def label2id(self) -> dict[str, int] | None:
         return None if self.config.id2label is None else {v: k for k, v in self.config.id2label.items()}
 

@@ -81,13 +81,13 @@ COMMANDS: dict[str, Command] = {
                         "mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue\n"
                         "  mobilebert evaluate --model runs/sst2/seed-1/best --data ../shared/data/glue --split test "
                         "--out submission/", entry="run", needs=TRAINING),
-    "predict": Command(R + "predict", "PredictConfig", "Run a fine-tuned model on sentences, sentence pairs or "
-                       "question + context.",
+    "predict": Command(R + "predict", "PredictConfig", "Run a fine-tuned model on texts, pairs, questions, or a "
+                       "whole file of any size (streamed to --output with a prediction column).",
                        "mobilebert predict --model runs/sst2/seed-1/best \"a gripping , moving film .\"\n"
                        "  mobilebert predict --model runs/rte/seed-1/best --pair \"A man sleeps.\" \"Someone rests.\"\n"
                        "  mobilebert predict --model runs/squad/seed-1/best --question \"Who won?\" --context \"...\"\n"
-                       "  mobilebert predict --model runs/sst2/seed-1/best --file reviews.txt   "
-                       "(one input per line; TAB between the two texts of a pair)", entry="run"),
+                       "  mobilebert predict --model runs/own/seed-1/best --input reviews.csv --output predictions.csv",
+                       entry="run"),
     "prepare-pretraining": Command(R + "prepare_pretraining", "PrepareConfig", "Raw text files -> sharded MLM + NSP "
                                    "pre-training examples (BERT recipe) with a manifest.",
                                    "mobilebert prepare-pretraining ../shared/data/wikitext-2/wiki.valid.raw --out "

@@ -75,11 +75,11 @@ def seq_fits(flag: str, seq: int | None, model_dir: str | None) -> None:
 def _export(cfg: Any, n: Callable[[str], str]) -> None:
     if cfg.format != "onnx":
         seq_fits(n("seq_len"), cfg.seq_len, cfg.model_dir)
+    if cfg.format == "mediapipe":  # what the checkpoint is, before which packages it would need
+        _mediapipe_checkpoint(cfg, n)
     missing, install = missing_packages(cfg.format)
     if missing:
         raise UsageError(f"--format {cfg.format} needs `pip install {install}` ({', '.join(missing)} missing)")
-    if cfg.format == "mediapipe":
-        _mediapipe_checkpoint(cfg, n)
 
 
 def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
@@ -88,6 +88,10 @@ def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
     from ..checkpoint import inspect
 
     info, where = inspect(cfg.model_dir), f"{n('model_dir')} {cfg.model_dir}"
+    if info.head == "token":
+        from ..deploy.mediapipe import TOKEN_ROUTE
+
+        raise UsageError(f"{where}: {TOKEN_ROUTE}")
     if info.head not in ("classifier", "encoder"):
         raise UsageError(f"{where}: {info.architecture} is neither a sequence classifier nor an encoder "
                          "(MobileBertModel); MediaPipe's text tasks run only those")
@@ -237,7 +241,7 @@ def _finetuned(cfg: Any, n: Callable[[str], str]) -> str:
         raise UsageError(f"{n('model')} {cfg.model}: no finetune.json (not written by `mobilebert finetune`); say "
                          f"which task it is for with {n('task')}")
     task = _task(cfg.task, n)
-    head = "qa" if task.startswith("squad") else "classifier"
+    head = "qa" if task.startswith("squad") else "token" if task == "token-classification" else "classifier"
     if info.head != head and not cfg.allow_untrained_head:
         raise UsageError(f"{n('model')} {cfg.model}: has no trained {task} head, so its outputs would come from "
                          "random weights; fine-tune it first (mobilebert finetune), or add --allow-untrained-head "
@@ -275,21 +279,44 @@ def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
         _glue_examples(t, cfg.data, split, n)
 
 
+def _predict_input(path: str, flag: str) -> None:
+    """A file predict can read: a text file of lines (UTF-8, not empty) or a table format data.files reads."""
+    from ..data.files import DataFileError, check_text_file, file_format
+    from ..finetune.predict import LINE_FILES
+
+    try:
+        if Path(path).is_file() and Path(path).suffix.lower() in LINE_FILES:
+            check_text_file(path)
+        else:
+            file_format(path)
+    except DataFileError as e:
+        raise UsageError(f"{flag} {e}") from None
+
+
 def _predict(cfg: Any, n: Callable[[str], str]) -> None:
+    from ..checkpoint import inspect
     from ..data import glue
 
     task = _finetuned(cfg, n)
+    if cfg.input or cfg.file:
+        _predict_input(cfg.input or cfg.file, n("input" if cfg.input else "file"))
     if task.startswith("squad"):
         if cfg.texts or cfg.pair:
             raise UsageError(f"{n('model')} {cfg.model} answers questions ({task}): give --question and --context")
         return
-    pairs = len(glue.get_task(task).text) == 2
     if cfg.question:
-        raise UsageError(f"--question: {cfg.model} is a {task} classifier, not a question-answering model")
+        raise UsageError(f"--question: {cfg.model} is a {task} model, not a question-answering model")
+    if task not in glue.TASKS:  # the user's own files: pairs are known from the columns it was trained on
+        info = inspect(cfg.model)
+        columns = (info.finetune or {}).get("columns") or {}
+        if cfg.pair and (info.head == "token" or "text_pair" in columns and not columns["text_pair"]):
+            raise UsageError(f"--pair: {cfg.model} reads single texts; give them as arguments")
+        return
+    pairs = len(glue.get_task(task).text) == 2
     if cfg.pair and not pairs:
         raise UsageError(f"--pair: {task} takes single sentences; give them as arguments")
     if cfg.texts and pairs:
-        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --file)")
+        raise UsageError(f"{task} takes sentence pairs: give each as --pair A B (or a TAB-separated --input)")
 
 
 def _build(cfg: Any, n: Callable[[str], str]) -> None:

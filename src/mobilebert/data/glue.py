@@ -107,7 +107,21 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in [
     GlueTask("wnli", _std("WNLI"), ("sentence1", "sentence2"), "label", _BIN, "acc", {"test": "WNLI.tsv"},
              hf=("wnli", _HF_STD, ("sentence1", "sentence2"))),
 ]}
+# Readable class names for tasks whose files label classes "0"/"1": what predict prints and every export
+# (MediaPipe labels.txt, ONNX/LiteRT labels) carries when a checkpoint's id2label holds only those digits.
+READABLE_LABELS = {"sst2": ("negative", "positive"), "cola": ("unacceptable", "acceptable"),
+                   "mrpc": ("not_equivalent", "equivalent"), "qqp": ("not_duplicate", "duplicate"),
+                   "wnli": ("not_entailment", "entailment")}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "diagnostic": "ax"}
+
+
+def readable_labels(task: str | None, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` (a checkpoint's labels in id order), with ``READABLE_LABELS`` in place of bare digits or
+    ``LABEL_i`` when ``task`` is a GLUE task that has them (SST-2: ``0``, ``1`` -> negative, positive)."""
+    readable = READABLE_LABELS.get(ALIASES.get((task or "").lower(), (task or "").lower()), ())
+    if len(readable) == len(names) and all(x.isdigit() or x.startswith("LABEL_") for x in names):
+        return readable
+    return tuple(names)
 
 
 def get_task(name: str) -> GlueTask:

@@ -55,10 +55,10 @@ from .optimize import FastMobileBert, optimize_for_inference
 METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry MediaPipe reads
 MIN_PARSER_VERSION = "1.1.0"  # BertTokenizerOptions + subgraph input_process_units (schema history)
 INPUT_NAMES = ("ids", "mask", "segment_ids")  # what MediaPipe's BERT preprocessor looks up, in our arg order
-# Readable names for GLUE tasks whose files label classes "0"/"1" (the checkpoint's finetune.json names the task).
-GLUE_LABEL_NAMES = {"sst2": ("negative", "positive"), "cola": ("unacceptable", "acceptable"),
-                    "mrpc": ("not_equivalent", "equivalent"), "qqp": ("not_duplicate", "duplicate"),
-                    "wnli": ("not_entailment", "entailment")}
+# MediaPipe Tasks has no token-classification task: the one line that says so, and where to go instead.
+TOKEN_ROUTE = ("a token classifier (MobileBertForTokenClassification): MediaPipe has no token-classification "
+               "task; export it with --format onnx or --format litert (each carries vocab and labels.txt) and "
+               "turn logits into entities as docs/guide-deploy.md shows")
 
 
 def task_of(model: nn.Module) -> str:
@@ -71,19 +71,16 @@ def task_of(model: nn.Module) -> str:
         return "classifier"
     if head == "encoder":
         return "embedder"
+    if head == "token":
+        raise ValueError(TOKEN_ROUTE)
     raise ValueError(f"{type(model).__name__} is neither a sequence classifier nor an encoder (MobileBertModel); "
                      "MediaPipe's text tasks run only those")
 
 
-def label_names(model_dir: str | os.PathLike, model: nn.Module) -> list[str]:
-    """Class names in id order: the checkpoint's ``id2label``, with readable GLUE names when those are bare
-    digits and the folder's finetune.json names the task (SST-2: negative, positive)."""
-    n = model.config.num_labels
-    names = [model.config.id2label[i] for i in range(n)] if model.config.id2label else [f"LABEL_{i}" for i in range(n)]
-    task = inspect(model_dir).task or ""
-    if all(x.isdigit() or x.startswith("LABEL_") for x in names) and len(GLUE_LABEL_NAMES.get(task, ())) == n:
-        names = list(GLUE_LABEL_NAMES[task])
-    return names
+def label_names(model_dir: str | os.PathLike, model: nn.Module | None = None) -> list[str]:
+    """Class names in id order, as predict prints them: ``CheckpointInfo.label_names`` (the checkpoint's
+    ``id2label``; readable GLUE names where those are bare digits, SST-2: negative, positive)."""
+    return list(inspect(model_dir).label_names)
 
 
 class _TaskGraph(nn.Module):

@@ -40,7 +40,7 @@ from torch.overrides import TorchFunctionMode
 from ..atomic import atomic_path
 from ..modeling import ModelOutput
 from .gate import random_probe
-from .onnx import FP32_TOL, INT8_TOL, ExportError, parity_error
+from .onnx import FP32_TOL, INT8_TOL, ExportError, parity_error, write_text_assets
 from .onnx import _ExportWrapper as _Positional  # positional tensors in, a tuple of named outputs out
 from .optimize import FastMobileBert, optimize_for_inference
 
@@ -186,21 +186,31 @@ def _write_checked(out_path: Path, write: Callable[[Path], None],
     return out_path
 
 
+def _with_assets(out_path: Path, source: str | os.PathLike | None) -> Path:
+    """Beside a phone file ``NAME.ext``, what an app needs to go from text to labels: ``NAME.vocab.txt`` and,
+    for classifiers and taggers, ``NAME.labels.txt`` (:func:`~mobilebert.deploy.onnx.write_text_assets`)."""
+    if source is not None:
+        write_text_assets(source, out_path.parent, prefix=f"{out_path.stem}.")
+    return out_path
+
+
 def export_executorch(model: nn.Module, out_path: str | os.PathLike, int8: bool = False, seq_len: int = 128,
-                      batch: int = 1, overwrite: bool = False) -> Path:
+                      batch: int = 1, overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
     """Export ``model`` (any MobileBERT class, eager) to an XNNPACK ExecuTorch program at ``out_path``.
 
     ``int8`` applies dynamic per-channel int8 quantization of the GEMM weights (activations quantized per
     call). Raises :class:`ExportError` naming ``out_path`` (and writes nothing) when the program disagrees
     with eager PyTorch by more than ``FP32_TOL`` (``INT8_TOL`` for int8), relative to the output's max.
+    ``source`` (the checkpoint folder): its vocab and label names are written beside the file (``_with_assets``).
     """
     out_path = Path(out_path)
     _check_target(model, out_path, seq_len, overwrite)
     model = model.eval()
     fast = optimize_for_inference(model)
     buffer = _lower(fast, batch, seq_len, int8)
-    return _write_checked(out_path, lambda p: p.write_bytes(buffer),
-                          lambda p: ExecuTorchModel(p, fast.output_names()), model, int8, batch, seq_len, "ExecuTorch")
+    _write_checked(out_path, lambda p: p.write_bytes(buffer), lambda p: ExecuTorchModel(p, fast.output_names()),
+                   model, int8, batch, seq_len, "ExecuTorch")
+    return _with_assets(out_path, source)
 
 
 def _check_target(model: nn.Module, out_path: Path, seq_len: int, overwrite: bool) -> None:
@@ -227,19 +237,20 @@ def convert_litert(module: nn.Module, example: tuple[Tensor, ...], int8: bool = 
 
 
 def export_litert(model: nn.Module, out_path: str | os.PathLike, int8: bool = False, seq_len: int = 128,
-                  batch: int = 1, overwrite: bool = False) -> Path:
+                  batch: int = 1, overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
     """Export ``model`` (any MobileBERT class, eager) to a LiteRT ``.tflite`` flatbuffer with litert-torch.
 
     ``int8`` applies litert-torch's dynamic int8 recipe (channel-wise int8 weights of every fully-connected
-    op). Same parity gate and atomic write as :func:`export_executorch`.
+    op). Same parity gate, atomic write and ``source`` assets as :func:`export_executorch`.
     """
     out_path = Path(out_path)
     _check_target(model, out_path, seq_len, overwrite)
     model = model.eval()
     fast = optimize_for_inference(model)
     edge = convert_litert(_Positional(fast).eval(), _example(fast.config, batch, seq_len, pad=False), int8)
-    return _write_checked(out_path, lambda p: edge.export(str(p)), lambda p: LiteRTModel(p, fast.output_names()),
-                          model, int8, batch, seq_len, "LiteRT")
+    _write_checked(out_path, lambda p: edge.export(str(p)), lambda p: LiteRTModel(p, fast.output_names()),
+                   model, int8, batch, seq_len, "LiteRT")
+    return _with_assets(out_path, source)
 
 
 __all__ = ["ExecuTorchModel", "LiteRTModel", "convert_litert", "export_executorch", "export_litert"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..atomic import atomic_write_text
+from ..checkpoint import FINETUNE_FILE, VOCAB_FILES, inspect
 from ..config import MobileBertConfig
 from ..load import load_model
 from ..modeling import ModelOutput
@@ -41,6 +44,8 @@ class ExportReport:
     out_dir: str
     files: dict[str, int] = field(default_factory=dict)  # name -> bytes
     outputs: list[str] = field(default_factory=list)
+    head: str = ""  # checkpoint.HEAD_CLASSES key: what the outputs mean
+    labels: list[str] = field(default_factory=list)  # class / tag names in output order (also labels.txt)
     parity: dict[str, float] = field(default_factory=dict)  # "fp32"/"int8" -> worst relative error
 
     def to_json(self) -> str:
@@ -150,9 +155,47 @@ def _np(x) -> np.ndarray:
     return (x.numpy() if isinstance(x, Tensor) else np.asarray(x)).astype(np.int64)
 
 
-def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False, overwrite: bool = False
-                ) -> ExportReport:
-    """Export ``model`` (any MobileBERT class) to ``out_dir/model.onnx`` (+ ``model.int8.onnx``).
+def label_file_names(source: str | os.PathLike) -> list[str]:
+    """The names an export writes to labels.txt: the checkpoint's readable class or tag names
+    (``CheckpointInfo.label_names``) for classifier and token heads; none for regression and other heads."""
+    info = inspect(source)
+    if info.head == "token" or (info.head == "classifier" and not info.is_regression):
+        return list(info.label_names)
+    return []
+
+
+def write_text_assets(source: str | os.PathLike, dest: str | os.PathLike, prefix: str = "") -> list[str]:
+    """What an app needs beside the graph to go from text to labels, copied from the checkpoint folder
+    ``source`` into ``dest``: the tokenizer (vocab.txt, tokenizer.json, tokenizer_config.json; with ``prefix``,
+    only ``{prefix}vocab.txt``), ``{prefix}labels.txt`` (one name per line, in output order) and finetune.json
+    (task, sequence length, columns) when present. Returns the names written."""
+    from ..tokenizer import MobileBertTokenizer
+
+    source, dest = Path(source), Path(dest)
+    written = []
+    if any((source / n).is_file() for n in VOCAB_FILES):
+        tok = MobileBertTokenizer.from_pretrained(source)
+        if prefix:
+            atomic_write_text(dest / f"{prefix}vocab.txt", "".join(t + "\n" for t in tok.vocab))
+            written.append(f"{prefix}vocab.txt")
+        else:
+            tok.save_pretrained(dest)
+            written += ["vocab.txt", "tokenizer.json", "tokenizer_config.json"]
+    labels = label_file_names(source)
+    if labels:
+        atomic_write_text(dest / f"{prefix}labels.txt", "".join(x + "\n" for x in labels))
+        written.append(f"{prefix}labels.txt")
+    if not prefix and (source / FINETUNE_FILE).is_file():
+        shutil.copyfile(source / FINETUNE_FILE, dest / FINETUNE_FILE)
+        written.append(FINETUNE_FILE)
+    return written
+
+
+def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False, overwrite: bool = False,
+                source: str | os.PathLike | None = None) -> ExportReport:
+    """Export ``model`` (any MobileBERT class) to ``out_dir/model.onnx`` (+ ``model.int8.onnx``); with
+    ``source`` (the checkpoint folder), its tokenizer, label names and finetune.json too
+    (:func:`write_text_assets`), so the folder goes from text to labels by itself.
 
     Raises :class:`ExportError` (and leaves nothing at ``out_dir``) when ONNX Runtime disagrees with eager
     PyTorch by more than ``FP32_TOL`` relative, or the int8 graph is broken.
@@ -164,7 +207,7 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False
     fast = optimize_for_inference(model)
     names = fast.output_names()
     with staged_dir(out_dir) as tmp:
-        report = ExportReport(out_dir=str(out_dir), outputs=names)
+        report = ExportReport(out_dir=str(out_dir), outputs=names, head=fast.head)
         _export_graph(fast, tmp / "model.onnx")
         err = parity_error(model, OnnxModel(tmp / "model.onnx"), model.config, names)
         report.parity["fp32"] = err
@@ -179,6 +222,9 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False
             if not err8 <= INT8_TOL:
                 raise ExportError(f"int8 ONNX model is broken: relative error {err8:.3g} > {INT8_TOL:g}")
         model.config.to_json(tmp / "config.json")
+        if source is not None:
+            write_text_assets(source, tmp)
+            report.labels = label_file_names(source)
         report.files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
         (tmp / "export.json").write_text(report.to_json() + "\n", encoding="utf-8")
     log.info("exported %s (parity %s)", out_dir, report.parity)
@@ -187,9 +233,10 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, int8: bool = False
 
 def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
                       overwrite: bool = False) -> ExportReport:
-    """``mobilebert export``: checkpoint folder -> ONNX folder (model.onnx, config.json, export.json)."""
-    return export_onnx(load_model(model_dir), out_dir, int8=int8, overwrite=overwrite)
+    """``mobilebert export``: checkpoint folder -> ONNX folder (model.onnx, config.json, export.json, the
+    tokenizer files, labels.txt for classifiers and taggers, finetune.json)."""
+    return export_onnx(load_model(model_dir), out_dir, int8=int8, overwrite=overwrite, source=model_dir)
 
 
-__all__ = ["ExportError", "ExportReport", "OnnxModel", "export_checkpoint", "export_onnx",
-           "parity_error", "relative_error"]
+__all__ = ["ExportError", "ExportReport", "OnnxModel", "export_checkpoint", "export_onnx", "label_file_names",
+           "parity_error", "relative_error", "write_text_assets"]

@@ -356,6 +356,8 @@ class FastMobileBert(_Buffers):
             self.put_linear("cls_W", "cls_b", model.classifier)
         elif self.head == "qa":
             self.put_linear("qa_W", "qa_b", model.qa_outputs)
+        elif self.head == "token":
+            self.put_linear("tok_W", "tok_b", model.classifier)
         elif self.head in ("mlm", "pretraining"):
             p = model.cls.predictions
             self.put_linear("mlm_W", "mlm_b", p.transform.dense)
@@ -409,6 +411,8 @@ class FastMobileBert(_Buffers):
         f = self.out_dtype
         if self.head == "classifier":
             return ModelOutput(logits=(self._pool(seq) @ self.cls_W + self.cls_b).to(f), hidden_states=hs)
+        if self.head == "token":  # a label per token: (B, T, num_labels)
+            return ModelOutput(logits=torch.addmm(self.tok_b, h, self.tok_W).view(B, T, -1).to(f), hidden_states=hs)
         if self.head == "qa":
             start, end = torch.addmm(self.qa_b, h, self.qa_W).view(B, T, 2).to(f).unbind(-1)
             return ModelOutput(start_logits=start, end_logits=end, hidden_states=hs)
@@ -430,7 +434,7 @@ class FastMobileBert(_Buffers):
 
     def output_names(self) -> list[str]:
         """Output fields this model fills (ONNX output names)."""
-        return {"classifier": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits", "last_hidden_state"],
+        return {"classifier": ["logits"], "token": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits", "last_hidden_state"],
                 "pretraining": ["prediction_logits", "seq_relationship_logits", "last_hidden_state"],
                 "encoder": ["last_hidden_state"] + (["pooler_output"] if self.has_pooler else [])}[self.head]
 

@@ -63,6 +63,9 @@ def main(cfg: ExportConfig, overwrite: bool = True) -> int:
             r = export_openvino(cfg.model_dir, cfg.out, precision=cfg.precision, int8=cfg.int8,
                                 calibration=cfg.calibration, labelled=cfg.labelled, task=cfg.task,
                                 max_seq_length=cfg.seq_len, overwrite=overwrite)
+            from ..deploy.onnx import write_text_assets
+
+            write_text_assets(cfg.model_dir, r.out_dir)  # tokenizer + labels.txt: the folder reads text by itself
             files = ", ".join(f"{n} ({b / 2**20:.1f} MB)" for n, b in r.files.items())
             parity = ", ".join(f"{k} {v:.2e}" for k, v in r.parity.items())
             print(f"{r.out_dir}: {files}; runs as {r.runs_as}; relative error vs PyTorch: {parity}"
@@ -73,7 +76,7 @@ def main(cfg: ExportConfig, overwrite: bool = True) -> int:
 
             fn = mobile.export_executorch if cfg.format == "executorch" else mobile.export_litert
             path = fn(load_model(cfg.model_dir), cfg.out, int8=cfg.int8, seq_len=cfg.seq_len,
-                      overwrite=overwrite)
+                      overwrite=overwrite, source=cfg.model_dir)
             print(f"{path}: {path.stat().st_size / 2**20:.1f} MB, batch 1 x seq {cfg.seq_len}, "
                   f"{'int8' if cfg.int8 else 'fp32'}, parity with PyTorch checked")
             return 0
