@@ -271,8 +271,6 @@ def test_scores_per_kind_on_known_outputs():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=KeyError, strict=False, reason="deploy/optimize.py has no token head yet (FastMobileBert."
-                   "output_names: KeyError 'token'), so the evaluate stage cannot export it (issue 21 item 5)")
 def test_token_classification_builds_without_a_mediapipe_file(tiny_ckpt, tiny_teacher, tmp_path):  # noqa: F811
     """CoNLL files (the SST-2 sample's words, "film" / "movie" tagged as THING) -> entity F1 for every format,
     a per-type table, and the ONNX app with a note instead of the MediaPipe file."""

@@ -398,13 +398,9 @@ def stage_evaluate(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the app
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "finetune.json")
-
-
 def stage_app(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
-    """What ships: ``model/`` (from_pretrained), ``onnx/`` (with the tokenizer files, so it turns text into
-    inputs by itself; ``model.int8.onnx`` only when int8 kept the score) and, for text classification, the
+    """What ships: ``model/`` (from_pretrained), ``onnx/`` (the export carries the tokenizer and labels.txt, so
+    it turns text into labels by itself; ``model.int8.onnx`` only when int8 kept the score) and, for text classification, the
     MediaPipe ``model.tflite`` with labels and vocab in its metadata."""
     from .validate import missing_packages
 
@@ -414,9 +410,6 @@ def stage_app(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     student = best_dir(out, "student", plan)
     shutil.copytree(student, folder / "model")
     shutil.copytree(stage_dir(out, "evaluate") / "onnx-student", folder / "onnx")
-    for name in TOKENIZER_FILES:
-        if (student / name).is_file():
-            shutil.copy2(student / name, folder / "onnx" / name)
     if not ev["int8_kept"]:
         (folder / "onnx" / "model.int8.onnx").unlink(missing_ok=True)
     files = {"model": str(folder / "model"), "onnx": str(folder / "onnx" / "model.onnx")}
