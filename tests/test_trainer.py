@@ -409,7 +409,7 @@ def test_ctrl_c_during_the_weight_update_lands_after_it(tmp_path, monkeypatch):
             out = real(*sa, **sk)
             steps[0] += 1
             if steps[0] == 3:
-                os.kill(os.getpid(), signal.SIGINT)  # the weights of step 3 are updated; its bookkeeping is not
+                signal.raise_signal(signal.SIGINT)  # to this (main) thread: the weights of step 3 are updated, its bookkeeping is not
             return out
 
         opt.step = step
