@@ -42,14 +42,17 @@ demo: $(STAMP)
 
 test: $(STAMP) $(if $(filter 1,$(MOBILE)),$(MOBILE_STAMP))
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not openvino" $(PYTEST_ARGS)
+	$(PY) -m pytest -m openvino $(PYTEST_ARGS)
 ifeq ($(MOBILE),1)
 	$(MPY) -m pytest $(MOBILE_TESTS)
+	$(MPY) -m pytest -m mobile tests/test_export_heads.py tests/test_build.py
 endif
 
 test-fast: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -m "not slow and not mobile" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not mobile and not openvino" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "openvino and not slow" $(PYTEST_ARGS)
 
 reference: $(STAMP)  # docs/reference.md from the commands' config dataclasses
 	$(PY) -m mobilebert.cli.reference

@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-from test_optimize import inputs, perturbed, rel_max, small_config
+from conftest import inputs, perturbed, rel_max, small_config, tiny_config
 
 from mobilebert.data.glue import SAMPLE_DIR, read_glue
 from mobilebert.deploy import gate
@@ -22,6 +21,8 @@ from mobilebert.deploy.optimize import optimize_for_inference
 from mobilebert.modeling import MobileBertForSequenceClassification, MobileBertModel, ModelOutput
 from mobilebert.sentence import PoolingConfig, SentenceEncoder
 from mobilebert.tokenizer import MobileBertTokenizer
+
+pytestmark = pytest.mark.openvino  # its own pytest process (Makefile): see the marker's note
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
