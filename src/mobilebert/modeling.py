@@ -480,6 +480,12 @@ class MobileBertForMaskedLM(MobileBertPreTrainedModel):
         return _carry(out, loss=loss, logits=logits, last_hidden_state=out.last_hidden_state)
 
 
+def classifier_layers(config: MobileBertConfig) -> tuple[nn.Dropout, nn.Linear]:
+    """A classification head's dropout (classifier_dropout, else the hidden dropout) and its linear layer."""
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p), nn.Linear(config.hidden_size, config.num_labels)
+
+
 class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
     """Classification (cross-entropy) or, with num_labels == 1, regression (MSE) on the pooled output; with
     ``config.problem_type == "multi_label_classification"`` independent labels (sigmoid + BCE on (B, C) float
@@ -488,9 +494,7 @@ class MobileBertForSequenceClassification(MobileBertPreTrainedModel):
     def __init__(self, config: MobileBertConfig) -> None:
         super().__init__(config)
         self.mobilebert = MobileBertModel(config)
-        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout, self.classifier = classifier_layers(config)
         self.init_weights()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
@@ -515,9 +519,7 @@ class MobileBertForTokenClassification(MobileBertPreTrainedModel):
     def __init__(self, config: MobileBertConfig) -> None:
         super().__init__(config)
         self.mobilebert = MobileBertModel(config, add_pooling_layer=False)
-        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout, self.classifier = classifier_layers(config)
         self.init_weights()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,

@@ -196,13 +196,9 @@ def plots(out: Path, results: dict[str, Any], note: str) -> dict[str, Path | Non
                                              folder / "loss.png", note=note),
         "feature-map transfer loss per layer": report.plot_layer_losses(out / "student" / "metrics.jsonl",
                                                                         folder / "fmt_per_layer.png", note=note),
-        "accuracy": report.plot_bars({**results["sst2_dev_accuracy"],
-                                      "student int8": results["student_int8_onnx_accuracy"]},
-                                     folder / "accuracy.png", "accuracy %", "SST-2 sample dev accuracy", note=note,
-                                     limits=(0, 100),
-                                     baseline=("majority class", results["sst2_majority_class_accuracy"])),
-        "latency against size": report.plot_latency_vs_size(results["latency"], folder / "latency_size.png",
-                                                            note=note),
+        **report.accuracy_and_latency(
+            results, {**results["sst2_dev_accuracy"], "student int8": results["student_int8_onnx_accuracy"]}, folder,
+            note),
     }
 
 

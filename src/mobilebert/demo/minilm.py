@@ -185,12 +185,8 @@ def plots(out: Path, results: dict[str, Any], note: str) -> dict[str, Path | Non
                                                 folder / "loss.png", note=note),
         "zero-shot STS": report.plot_bars(sts, folder / "sts.png", "Spearman x100", "zero-shot STS-B sample",
                                           note=note),
-        "accuracy": report.plot_bars({**acc, **{f"{k} int8": v for k, v in results["int8_onnx_accuracy"].items()}},
-                                     folder / "accuracy.png", "accuracy %", "SST-2 sample dev accuracy", note=note,
-                                     limits=(0, 100),
-                                     baseline=("majority class", results["sst2_majority_class_accuracy"])),
-        "latency against size": report.plot_latency_vs_size(results["latency"], folder / "latency_size.png",
-                                                            note=note),
+        **report.accuracy_and_latency(
+            results, {**acc, **{f"{k} int8": v for k, v in results["int8_onnx_accuracy"].items()}}, folder, note),
     }
 
 

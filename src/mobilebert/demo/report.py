@@ -183,6 +183,16 @@ def plot_latency_vs_size(rows: list[dict[str, Any]], out_png: Path, note: str = 
     return _save(fig, out_png)
 
 
+def accuracy_and_latency(results: dict[str, Any], accuracy: dict[str, float], folder: Path,
+                         note: str) -> dict[str, Path | None]:
+    """The two plots every demo ends with: SST-2 accuracy (0-100, the majority class drawn) and latency vs size."""
+    return {
+        "accuracy": plot_bars(accuracy, folder / "accuracy.png", "accuracy %", "SST-2 sample dev accuracy", note=note,
+                              limits=(0, 100), baseline=("majority class", results["sst2_majority_class_accuracy"])),
+        "latency against size": plot_latency_vs_size(results["latency"], folder / "latency_size.png", note=note),
+    }
+
+
 def _save(fig, out_png: Path) -> Path:
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
