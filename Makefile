@@ -3,6 +3,7 @@
 # (set TORCH_SPEC to use another build, e.g. a CUDA wheel), installs the package, then runs.
 # `make test-fast` is the inner loop: the tests not marked slow or mobile (markers: pyproject.toml).
 PYTHON ?= python3
+PYTEST_ARGS ?= --durations=10
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
@@ -16,7 +17,7 @@ MPY := $(MOBILE_VENV)/bin/python
 MOBILE_STAMP := $(MOBILE_VENV)/.mobilebert-installed
 MOBILE_TESTS := tests/test_mediapipe.py tests/test_mobile_export.py tests/test_bench_mobile.py
 
-.PHONY: demo test test-fast lint reference bench clean mobile-venv
+.PHONY: demo test test-all test-fast lint reference bench clean mobile-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,19 +41,24 @@ mobile-venv: $(MOBILE_STAMP)
 demo: $(STAMP)
 	$(PY) -m mobilebert demo --overwrite $(DEMO_ARGS)  # a demo starts over
 
+# make test is what CI runs: every test except the `slow` tier (whole demos, the README run, SIGKILL, torchrun and
+# the non-editable install), which `make test-all` adds. OpenVINO tests run in a pytest process of their own.
+TIER ?= not slow
 test: $(STAMP) $(if $(filter 1,$(MOBILE)),$(MOBILE_STAMP))
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -m "not openvino" $(PYTEST_ARGS)
-	$(PY) -m pytest -m openvino $(PYTEST_ARGS)
+	$(PY) -m pytest -m "($(TIER)) and not openvino" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "($(TIER)) and openvino" $(PYTEST_ARGS)
 ifeq ($(MOBILE),1)
-	$(MPY) -m pytest $(MOBILE_TESTS)
-	$(MPY) -m pytest -m mobile tests/test_export_heads.py tests/test_build.py
+	$(MPY) -m pytest -m "$(TIER)" $(MOBILE_TESTS) $(PYTEST_ARGS)
+	$(MPY) -m pytest -m "($(TIER)) and mobile" tests/test_export_heads.py tests/test_build.py $(PYTEST_ARGS)
 endif
+
+test-all:
+	$(MAKE) test TIER="slow or not slow"
 
 test-fast: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -m "not slow and not mobile and not openvino" $(PYTEST_ARGS)
-	$(PY) -m pytest -m "openvino and not slow" $(PYTEST_ARGS)
 
 reference: $(STAMP)  # docs/reference.md from the commands' config dataclasses
 	$(PY) -m mobilebert.cli.reference
