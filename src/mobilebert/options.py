@@ -120,23 +120,25 @@ def nested(cls: type, name: str) -> type | None:
 
 
 # ----------------------------------------------------------------------------- checks
+# A range's ends, lower first: metadata key -> (test, how a message says it).
+BOUNDS: dict[str, tuple[Any, str]] = {"at_least": (lambda v, x: v >= x, ">="), "above": (lambda v, x: v > x, ">"),
+                                      "at_most": (lambda v, x: v <= x, "<="), "below": (lambda v, x: v < x, "<")}
+
+
 def _bound(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise UsageError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
-    low = [(k, meta[k]) for k in ("at_least", "above") if meta.get(k) is not None]
-    high = [(k, meta[k]) for k in ("at_most", "below") if meta.get(k) is not None]
-    if low and high and not (value >= low[0][1] if low[0][0] == "at_least" else value > low[0][1]) or \
-            low and high and not (value <= high[0][1] if high[0][0] == "at_most" else value < high[0][1]):
-        lo, hi = "[" if low[0][0] == "at_least" else "(", "]" if high[0][0] == "at_most" else ")"
-        raise UsageError(f"{name} must be in {lo}{low[0][1]:g}, {high[0][1]:g}{hi}, got {value:g}")
-    for key, ok, word in (("at_least", value >= (meta.get("at_least") or 0), ">="),
-                          ("above", value > (meta.get("above") or 0), ">"),
-                          ("at_most", value <= (meta.get("at_most") or 0), "<="),
-                          ("below", value < (meta.get("below") or 0), "<")):
-        if meta.get(key) is not None and not ok:
-            raise UsageError(f"{name} must be {word} {meta[key]:g}, got {value:g}")
+    bounds = [(key, meta[key]) for key in BOUNDS if meta.get(key) is not None]
+    failed = [key for key, limit in bounds if not BOUNDS[key][0](value, limit)]
+    if not failed:
+        return
+    if len(bounds) == 2:  # both ends: one interval, whichever end failed
+        (low, lo), (high, hi) = bounds
+        raise UsageError(f"{name} must be in {'[' if low == 'at_least' else '('}{lo:g}, {hi:g}"
+                         f"{']' if high == 'at_most' else ')'}, got {value:g}")
+    raise UsageError(f"{name} must be {BOUNDS[failed[0]][1]} {meta[failed[0]]:g}, got {value:g}")
 
 
 def check(cfg: Any, where: str = "", prefix: str = "", names: Mapping[str, str] | None = None) -> Any:

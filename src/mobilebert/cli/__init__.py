@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..options import UsageError, load
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs = Outputs()
 
     def work() -> int:
-        from .checks import check_inputs
+        from .checks import check_inputs, walk
 
         missing = [m for m in command.needs if importlib.util.find_spec(m) is None]
         if missing:
@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         resume = getattr(args, "resume", False) or getattr(cfg, "resume", False)  # a flag, or the config's own
         overwrite = getattr(args, "overwrite", False)
         check_inputs(args.command, cfg, names, resume=resume, overwrite=overwrite)  # files, before any work
-        for key, kind in output_fields(cfg):
-            outputs.claim(_get(cfg, key), overwrite, training=kind == "run")
+        for _, meta, value in walk(cfg):
+            if value and meta.get("output"):
+                outputs.claim(value, overwrite, training=meta["output"] == "run")
         run = command.main()
         rc = run(cfg, resume=resume) if command.resumable and not hasattr(cfg, "resume") else run(cfg)
         return rc if isinstance(rc, int) else 0  # a recipe's run() returns its results
@@ -197,24 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_guarded(title, work, outputs, argv, command.resumable, debug)
     except UsageError as e:  # raised with --debug only
         raise SystemExit(f"{title}: error: {first_line(e)}") from e
-
-
-def output_fields(cfg: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """(dotted key, "file" | "run") of every output path the config names."""
-    out = []
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if hasattr(value, "__dataclass_fields__"):
-            out += output_fields(value, f"{prefix}{f.name}.")
-        elif f.metadata.get("output") and value:
-            out.append((prefix + f.name, f.metadata["output"]))
-    return out
-
-
-def _get(cfg: Any, key: str) -> Any:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 if __name__ == "__main__":

@@ -35,11 +35,12 @@ PATH_CHECKS: dict[str, Callable[[str, str], Any]] = {
 }
 
 
-def _walk(cfg: Any, prefix: str = ""):
+def walk(cfg: Any, prefix: str = ""):
+    """(dotted key, field metadata, value) of every setting, nested sections included."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if is_dataclass(value):
-            yield from _walk(value, f"{prefix}{f.name}.")
+            yield from walk(value, f"{prefix}{f.name}.")
         else:
             yield prefix + f.name, f.metadata, value
 
@@ -50,14 +51,14 @@ def check_inputs(command: str, cfg: Any, names: Mapping[str, str], resume: bool 
     def n(key: str) -> str:
         return names.get(key, key)
 
-    for key, meta, value in _walk(cfg):
+    for key, meta, value in walk(cfg):
         if value and meta.get("path"):
             for v in value if isinstance(value, list) else [value]:
                 PATH_CHECKS[meta["path"]](v, n(key))
     extra = COMMAND_CHECKS.get(command)
     if extra is not None:
         extra(cfg, n)
-    for key, meta, value in _walk(cfg):
+    for key, meta, value in walk(cfg):
         if value and meta.get("output"):
             fresh_output(value, n(key), overwrite=overwrite, resume=resume, resumable=meta["output"] == "run")
 

@@ -132,23 +132,15 @@ def _split_items(value: Any, tp: Any) -> Any:
 def config_from_args(cls: type, ns: argparse.Namespace) -> tuple[Path | None, list[str], dict[str, Any],
                                                                  dict[str, str]]:
     """(YAML path, key=value overrides, flag values as a nested mapping, spelling of each key) from parsed args."""
-    hints_cache: dict[str, Any] = {}
-
-    def hint(key: str) -> Any:
-        c, *parts = [cls, *key.split(".")]
-        for part in parts[:-1]:
-            c = typing.get_type_hints(c)[part]
-        return typing.get_type_hints(c)[parts[-1]]
-
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     for dest, value in vars(ns).items():
         if not dest.startswith("opt:"):
             continue
         key = dest[4:]
-        meta = _field_meta(cls, key)
+        meta, tp = _field(cls, key)
         try:
-            value = _split_items(value, hints_cache.setdefault(key, hint(key)))
+            value = _split_items(value, tp)
         except ValueError as e:
             raise UsageError(f"{flag_of(key, meta)} must be a comma-separated list of numbers, e.g. 1,2,3; got "
                              f"{e}") from None
@@ -202,8 +194,9 @@ def _keys(path: Path) -> list[str]:
     return walk(raw, "")
 
 
-def _field_meta(cls: type, key: str) -> typing.Mapping[str, Any]:
+def _field(cls: type, key: str) -> tuple[typing.Mapping[str, Any], Any]:
+    """(metadata, type annotation) of the setting at dotted ``key``."""
     *parents, leaf = key.split(".")
     for part in parents:
         cls = typing.get_type_hints(cls)[part]
-    return next(f.metadata for f in dataclasses.fields(cls) if f.name == leaf)
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == leaf), typing.get_type_hints(cls)[leaf]
