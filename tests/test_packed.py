@@ -32,3 +32,15 @@ def test_rows_equal_the_tokenizer(tmp_path, tok, pairs):
         assert ids.tolist() == ref["input_ids"][i] and types.tolist() == ref["token_type_ids"][i]
     assert packed.at_max_length == 1  # the 40-word row
     assert packed.nbytes == 2 * len(packed.ids) + 8 * 4 + 4 * 3
+
+
+def test_rows_and_selection_index_like_id_lists(tmp_path, tok):
+    texts = ["one", "two words", "three more words", "four words in all"]
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{t},a\n" for t in texts), encoding="utf-8")
+    packed = encode_text_file(tok, F.read_text_file(tmp_path / "d.csv", cache_dir=tmp_path / "c"), batch_size=3)
+    ref = tok(texts, max_length=128, truncation=True)["input_ids"]
+    rows = packed.input_rows()
+    assert len(rows) == 4 and [r.tolist() for r in rows] == ref and rows[1:3][1].tolist() == ref[2]
+    picked = packed.select([3, 0])
+    assert [r.tolist() for r in picked.input_rows()] == [ref[3], ref[0]]
+    assert [r.tolist() for r in picked.type_rows()] == [[0] * len(ref[3]), [0] * len(ref[0])]

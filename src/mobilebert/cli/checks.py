@@ -78,9 +78,22 @@ def _export(cfg: Any, n: Callable[[str], str]) -> None:
         seq_fits(n("seq_len"), cfg.seq_len, cfg.model_dir)
     if cfg.format == "mediapipe":  # what the checkpoint is, before which packages it would need
         _mediapipe_checkpoint(cfg, n)
-    missing, install = missing_packages(cfg.format)
+    _packages(cfg.format, f"{n('format')} {cfg.format}")
+
+
+def _packages(fmt: str, what: str, optional: tuple[str, ...] = ()) -> None:
+    """The packages export format ``fmt`` needs import here (``optional`` ones aside), else one line to install."""
+    missing, install = missing_packages(fmt)
+    missing = [m for m in missing if m not in optional]
     if missing:
-        raise UsageError(f"--format {cfg.format} needs `pip install {install}` ({', '.join(missing)} missing)")
+        raise UsageError(f"{what} needs `pip install {install}` ({', '.join(missing)} missing)")
+
+
+def _backend(cfg: Any, n: Callable[[str], str]) -> None:
+    """evaluate / predict ``--backend``: its runtime imports here (nncf only for OpenVINO int8)."""
+    runtime = cfg.backend.split("-")[0]
+    if runtime != "pytorch":
+        _packages(runtime, f"{n('backend')} {cfg.backend}", () if cfg.backend == "openvino-int8" else ("nncf",))
 
 
 def _mediapipe_checkpoint(cfg: Any, n: Callable[[str], str]) -> None:
@@ -255,6 +268,7 @@ def _evaluate(cfg: Any, n: Callable[[str], str]) -> None:
     from ..data.tasks import FILE_TASKS
 
     task = _finetuned(cfg, n)
+    _backend(cfg, n)
     if (task in FILE_TASKS) != (cfg.validation is not None):
         raise UsageError(f"{n('model')} {cfg.model}: fine-tuned for {task}; score it with "
                          + (f"{n('validation')} FILE" if task in FILE_TASKS else f"{n('data')} (GLUE or SQuAD)"))
@@ -299,6 +313,7 @@ def _predict(cfg: Any, n: Callable[[str], str]) -> None:
     from ..data import glue
 
     task = _finetuned(cfg, n)
+    _backend(cfg, n)
     if cfg.input or cfg.file:
         _predict_input(cfg.input or cfg.file, n("input" if cfg.input else "file"))
     if task.startswith("squad"):

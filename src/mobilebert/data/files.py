@@ -275,6 +275,9 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, de
         datasets.logging.set_verbosity(verbosity)
         if was_enabled:
             datasets.enable_progress_bars()
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # the conversion's buffers: Arrow's pool would keep them
     ds = ds.select_columns(cols)
     if len(ds) == 0:
         raise DataFileError(f"{path}: no data rows" + (" (only a header)" if fmt == "csv" else ""))

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ..tokenizer import MobileBertTokenizer
 from . import files, glue, squad
+from .packed import PackedRows, encode_text_file
 from .tagging import IGNORE, encode_tagged
 from .tasks import SQUAD_TASKS, TaskSetup
 
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 class Encoded:
     """Model inputs (unpadded id lists) plus targets: class ids / scores, or span positions."""
 
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
+    input_ids: Sequence[Sequence[int]]  # lists, or a text file's PackedRows (int64 arrays from one flat array)
+    token_type_ids: Sequence[Sequence[int]]
     # label per row (None for test): a class id, a score, an (L,) multi-hot float vector, a list of per-piece tag
     # ids (-100: not scored) for token classification, or (start, end) for SQuAD
     targets: list[Any]
@@ -55,6 +56,9 @@ class Encoded:
         def pick(xs: list | None) -> list | None:
             return None if xs is None else [xs[i] for i in rows]
 
+        if isinstance(self.input_ids, PackedRows):  # a file's rows stay packed
+            packed = self.input_ids.packed.select(rows)
+            return Encoded(packed.input_rows(), packed.type_rows(), pick(self.targets))
         return Encoded(pick(self.input_ids), pick(self.token_type_ids), pick(self.targets), pick(self.word_ids),
                        pick(self.n_words))
 
@@ -127,7 +131,11 @@ def encode_file(setup: TaskSetup, f: files.TextFile | files.TaggedFile, tokenize
             log.info("%s: %d of %d sentences do not fit max_seq_length %d (their last words count as O)", f.path,
                      enc.truncated, len(enc), setup.max_seq_length)
         return Encoded(enc.input_ids, enc.token_type_ids, enc.labels, enc.word_ids, enc.n_words)
-    return encode_texts(f.texts(), f.pairs(), targets, tokenizer, setup.max_seq_length)
+    packed = encode_text_file(tokenizer, f, setup.max_seq_length)  # the ids of any size of file, packed
+    if packed.at_max_length:
+        log.info("%s: %d of %d examples reach max_seq_length %d (truncated)", f.path, packed.at_max_length,
+                 len(packed), setup.max_seq_length)
+    return Encoded(packed.input_rows(), packed.type_rows(), list(targets))
 
 
 def load_file_split(setup: TaskSetup, path: str | os.PathLike, tokenizer: MobileBertTokenizer,
@@ -204,8 +212,8 @@ def pad(enc: Encoded, chunk: Sequence[int], pad_id: int = 0) -> tuple[Tensor, Te
     mask = torch.zeros_like(ids)
     for r, i in enumerate(chunk):
         n = len(enc.input_ids[i])
-        ids[r, :n] = torch.tensor(enc.input_ids[i])
-        types[r, :n] = torch.tensor(enc.token_type_ids[i])
+        ids[r, :n] = torch.as_tensor(enc.input_ids[i])
+        types[r, :n] = torch.as_tensor(enc.token_type_ids[i])
         mask[r, :n] = 1
     return ids, mask, types
 

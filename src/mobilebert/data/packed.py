@@ -3,11 +3,15 @@
 A list of Python int lists spends ~36 bytes per token (pointer + int object + list overhead); ``PackedIds``
 spends 2 (uint16 while the vocabulary has at most 65,536 entries, else 4) plus 12 bytes per row, so the token
 ids are the memory. Rows are encoded ``batch_size`` at a time from a ``files.TextFile`` (memory-mapped), so the
-texts are never all in memory either.
+texts are never all in memory either, and each batch's ids go to a scratch file until the end (read back once),
+so no moment holds the ids twice. ``PackedIds.input_rows`` / ``type_rows`` are what the training loader indexes
+in place of id lists.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,26 +47,59 @@ class PackedIds:
     def nbytes(self) -> int:
         return self.ids.nbytes + self.offsets.nbytes + self.pair_start.nbytes
 
+    def select(self, rows: Sequence[int]) -> PackedIds:
+        """The given rows, in that order, packed anew."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = (np.concatenate([self.ids[self.offsets[i]:self.offsets[i + 1]] for i in rows]) if len(rows)
+               else self.ids[:0].copy())
+        return PackedIds(ids, offsets, self.pair_start[rows])
+
+    def input_rows(self) -> PackedRows:
+        """A read-only sequence whose item i is row i's input ids (int64), as a list of lists would be indexed."""
+        return PackedRows(self, 0)
+
+    def type_rows(self) -> PackedRows:
+        """The same for the token type ids."""
+        return PackedRows(self, 1)
+
+
+class PackedRows(Sequence):
+    """Row ``i`` of a ``PackedIds``: its ids (``part`` 0) or token types (``part`` 1), built when asked."""
+
+    def __init__(self, packed: PackedIds, part: int) -> None:
+        self.packed, self.part = packed, part
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.packed.row(i)[self.part]
+
 
 def encode_text_file(tokenizer: MobileBertTokenizer, f: TextFile, max_length: int = 128,
                      batch_size: int = 1000) -> PackedIds:
     """``[CLS] text [SEP] (pair [SEP])`` per row, pairs truncated longest-first to ``max_length``, as
-    ``finetuning.encode_glue`` encodes GLUE (the same ids for the same texts)."""
+    ``finetuning.encode_texts`` encodes GLUE (the same ids for the same texts)."""
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
-    chunks: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    starts: list[np.ndarray] = []
-    full = 0
-    for texts, pairs in f.batches(batch_size):
-        enc = tokenizer(texts, pairs, max_length=max_length, truncation=True)
-        n = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(texts))
-        lengths.append(n)
-        starts.append(np.fromiter((len(t) - sum(t) for t in enc["token_type_ids"]), dtype=np.int32,
-                                  count=len(texts)))
-        chunks.append(np.fromiter((i for ids in enc["input_ids"] for i in ids), dtype=dtype, count=int(n.sum())))
-        full += int((n >= max_length).sum())
     offsets = np.zeros(len(f) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(lengths) if lengths else [], out=offsets[1:])
-    ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
-    pair_start = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int32)
+    pair_start = np.zeros(len(f), dtype=np.int32)
+    row = full = 0
+    with tempfile.TemporaryFile(prefix="mobilebert-ids-") as spill:
+        for texts, pairs in f.batches(batch_size):
+            enc = tokenizer(texts, pairs, max_length=max_length, truncation=True)
+            n = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(texts))
+            offsets[row + 1:row + 1 + len(n)] = offsets[row] + np.cumsum(n)
+            pair_start[row:row + len(n)] = np.fromiter((len(t) - sum(t) for t in enc["token_type_ids"]),
+                                                       dtype=np.int32, count=len(texts))
+            spill.write(np.fromiter((i for ids in enc["input_ids"] for i in ids), dtype=dtype,
+                                    count=int(n.sum())).tobytes())
+            full += int((n >= max_length).sum())
+            row += len(n)
+        spill.seek(0)
+        ids = np.fromfile(spill, dtype=dtype, count=int(offsets[-1]))
     return PackedIds(ids, offsets, pair_start, full)

@@ -34,6 +34,7 @@ from ..data.metrics import (
 )
 from ..data.tagging import word_predictions
 from ..data.tasks import TaskSetup
+from ..deploy.runtime import runtime_model
 from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
 from .load import finetuned_spec, load_finetuned
@@ -175,16 +176,19 @@ def evaluate_loaded(model: Callable[..., Any], tokenizer: MobileBertTokenizer, s
 def evaluate_checkpoint(model_dir: str | Path, data_dir: str | Path, task: str | None = None,
                         splits: Sequence[str] | None = None, batch_size: int = 64, out_dir: str | Path | None = None,
                         limit: int | None = None, source: str = "tsv", columns: dict[str, str | None] | None = None,
-                        label_separator: str | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
+                        label_separator: str | None = None, cache_dir: str | Path | None = None,
+                        backend: str = "pytorch") -> dict[str, Any]:
     """Scores of a fine-tuned model on dev splits; test splits (GLUE) produce GLUE-server files in
     ``out_dir`` instead, SQuAD writes predictions.json (and null_odds.json for v2.0) there.
 
     A model fine-tuned on the user's files scores the file ``data_dir`` (its ``validation`` split), reading the
     columns it was trained with unless ``columns`` names others; per-class details (and the confusion matrix
-    PNG) go to ``out_dir`` and into the results under ``details``."""
+    PNG) go to ``out_dir`` and into the results under ``details``. ``backend``: the runtime that runs the
+    model (``deploy.runtime.BACKENDS``: the score of the file one would ship)."""
     model, tokenizer, spec = load_finetuned(model_dir, task)
+    model = runtime_model(model, backend, tokenizer, spec.max_seq_length)
     out = Path(out_dir) if out_dir else None
-    results: dict[str, Any] = {"task": spec.task, "model": str(model_dir)}
+    results: dict[str, Any] = {"task": spec.task, "model": str(model_dir), "backend": backend}
     if spec.is_file_task:
         given = {k: v for k, v in (columns or {}).items() if v is not None}
         spec = dataclasses.replace(spec, columns={**(spec.columns or {}), **given},

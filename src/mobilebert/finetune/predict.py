@@ -41,6 +41,7 @@ from ..data.finetuning import Encoded, encode_squad
 from ..data.glue import readable_labels
 from ..data.tagging import encode_text, entities, word_predictions
 from ..data.tasks import TaskSetup, task_name
+from ..deploy.runtime import runtime_model
 from ..load import load_model
 from ..progress import Progress
 from ..tokenizer import MobileBertTokenizer
@@ -150,11 +151,11 @@ def _task_setup(meta: dict[str, Any]) -> TaskSetup:
 
 
 def load_predictor(model_dir: str | os.PathLike, task: str | None = None, batch_size: int = 32,
-                   allow_untrained_head: bool = False) -> Predictor:
-    """The PyTorch model of a fine-tuned folder as a :class:`Predictor`: what kind of prediction, which labels,
+                   allow_untrained_head: bool = False, backend: str = "pytorch") -> Predictor:
+    """The model of a fine-tuned folder as a :class:`Predictor`: what kind of prediction, which labels,
     columns, sequence length and thresholds, all read from the folder (config.json, finetune.json); ``task``
     only for folders without finetune.json. ``allow_untrained_head`` builds a GLUE / SQuAD head on a checkpoint
-    without one (its outputs are random)."""
+    without one (its outputs are random). ``backend``: the runtime that runs it (``deploy.runtime.BACKENDS``)."""
     info = inspect(model_dir)
     meta = dict(info.finetune or {})
     name = meta.get("task") or (task_name(task) if task else None)
@@ -200,8 +201,9 @@ def load_predictor(model_dir: str | os.PathLike, task: str | None = None, batch_
     if isinstance(thresholds, dict):
         thresholds = [thresholds[x] for x in labels]
     seq = min(int(meta.get("max_seq_length") or 128), config.max_position_embeddings)
-    return Predictor(model, MobileBertTokenizer.from_pretrained(model_dir), kind, tuple(labels) if kind != "qa"
-                     else (), seq, pairs, columns, np.asarray(thresholds, dtype=np.float32) if thresholds else None,
+    tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
+    model = runtime_model(model, backend, tokenizer, seq)
+    return Predictor(model, tokenizer, kind, tuple(labels) if kind != "qa" else (), seq, pairs, columns, np.asarray(thresholds, dtype=np.float32) if thresholds else None,
                      _task_setup(meta) if kind == "qa" else None, batch_size)
 
 

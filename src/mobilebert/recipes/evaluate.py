@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.tasks import check_data_settings, task_name
+from ..deploy.runtime import BACKENDS
 from ..finetune.evaluate import evaluate_checkpoint
 from ..options import option
 from ..sanity import score_notes
@@ -36,6 +37,9 @@ class EvaluateConfig:
     limit: int | None = option(None, help="first N examples only", at_least=1)
     allow_untrained_head: bool = option(False, help="score a checkpoint whose task head was never trained "
                                         "(chance-level scores; refused without this flag)")
+    backend: str = option("pytorch", choices=BACKENDS, help="the runtime that runs the model, converted as "
+                          "`mobilebert export` converts it (same parity gates): pytorch, onnx-fp32/-int8, "
+                          "openvino-f32/-bf16/-int8 (needs openvino; int8 also nncf)")
 
     def check(self) -> None:
         if self.task is not None:
@@ -51,7 +55,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mobilebert-data-") as cache:  # datasets' Arrow copies, then gone
         results = evaluate_checkpoint(cfg.model, cfg.validation or cfg.data, task=cfg.task, splits=cfg.split or None,
                                       batch_size=cfg.batch_size, out_dir=cfg.out, limit=cfg.limit, columns=columns,
-                                      label_separator=cfg.label_separator, cache_dir=cache)
+                                      label_separator=cfg.label_separator, cache_dir=cache, backend=cfg.backend)
     details = results.get("details", {})
     scores = {k: v for k, v in results.items() if isinstance(v, dict) and k != "details"}
     for split, metrics in scores.items():

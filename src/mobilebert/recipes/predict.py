@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.tasks import task_name
+from ..deploy.runtime import BACKENDS
 from ..finetune.predict import (
     OUTPUT_FORMATS,
     Input,
@@ -55,6 +56,9 @@ class PredictConfig:
     batch_size: int = option(32, help="inputs per forward pass", at_least=1, affects_result=False)
     allow_untrained_head: bool = option(False, help="run a checkpoint whose task head was never trained (its "
                                         "outputs are random; refused without this flag)")
+    backend: str = option("pytorch", choices=BACKENDS, help="the runtime that runs the model, converted as "
+                          "`mobilebert export` converts it (same parity gates): pytorch, onnx-fp32/-int8, "
+                          "openvino-f32/-bf16/-int8 (needs openvino; int8 also nncf)")
 
     def check(self) -> None:
         if self.task is not None:
@@ -114,7 +118,7 @@ def run(cfg: PredictConfig) -> Any:
     """Predict the inputs given (arguments, pairs, questions, then the file); print them, or stream the file's
     rows to ``--output``; print notes (empty inputs, every classification at chance). Returns the printed rows,
     or with ``--output`` a summary (rows, output, empty)."""
-    predictor = load_predictor(cfg.model, cfg.task, cfg.batch_size, cfg.allow_untrained_head)
+    predictor = load_predictor(cfg.model, cfg.task, cfg.batch_size, cfg.allow_untrained_head, cfg.backend)
     inputs: list[Input] = [*cfg.texts, *((a, b) for a, b in cfg.pair), *zip(cfg.question, cfg.context, strict=True)]
     rows = predict_rows(predictor, inputs, cfg.top_k)
     for row in rows:
