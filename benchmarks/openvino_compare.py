@@ -8,10 +8,11 @@ Rows (each where its packages import; the others are listed as skipped with the 
 * the peer: ``openvino.convert_model`` of transformers' MobileBertModel as a user would call it, run with f32
   forced (``ov-hf-f32``), at OpenVINO's default precision (``ov-hf-default``: bf16 on a CPU with native bf16),
   and NNCF int8 at its defaults (``ov-hf-int8``), calibrated on the same bundled texts as ours;
-* a probe of one design choice: ``ov-unfolded-int8``, our *eager* module (NoNorm not folded) through our int8
-  path. In op-level profiles (1 thread, 4 layers, busy machine) the folded graph spent 13-17% of its int8 op
-  time in standalone FakeQuantize ops on the residual stream (no NoNorm eltwise left to fuse them into), and
-  its op time at b8 was 25-35% above the unfolded graph's; this row says whether that holds end to end.
+* a probe of one design choice: ``ov-folded-int8``, our *optimized* module (NoNorm folded into the GEMMs)
+  through our int8 path. ``openvino-int8`` quantizes the eager graph instead (``deploy.openvino.convert_eager``):
+  in op-level profiles (1 thread, 4 layers, busy machine) the folded graph spent 13-17% of its int8 op time in
+  standalone FakeQuantize ops on the residual stream (no NoNorm eltwise left to fuse them into), and its op
+  time at b8 was 25-35% above the unfolded graph's; this row says whether that holds end to end.
 
 All rows run round-robin at each (batch, seq) so that load from other processes hits them alike; medians and
 p90 are reported, and each row's distance to its floor: FLOPs / this machine's GEMM rate in that precision,
@@ -51,10 +52,10 @@ from mobilebert.tokenizer import MobileBertTokenizer
 
 OURS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "openvino-f32", "openvino-bf16", "openvino-int8",
         "litert-fp32", "litert-int8")
-PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-unfolded-int8")
+PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-folded-int8")
 BASELINE = "transformers"
 PRECISION = {"bf16": "bf16", "openvino-bf16": "bf16", "ov-hf-default": "bf16", "ort-int8": "int8",
-             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-unfolded-int8": "int8"}
+             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-folded-int8": "int8"}
 # the rest: fp32
 OUT = Path(__file__).resolve().parent / "results" / "openvino_compare.json"
 
@@ -87,6 +88,7 @@ def openvino_own_conversion(enc: MobileBertModel, tokenizer, threads: tuple[int,
         return {}, dict.fromkeys(PEERS, f"{e.name} not installed: `pip install openvino nncf`")
     from mobilebert.deploy import openvino as ovx
     from mobilebert.deploy.openvino import CALIBRATION_TEXTS, calibration_texts
+    from mobilebert.deploy.optimize import optimize_for_inference
 
     hf = bench.transformers_twin(enc)
     if hf is None:
@@ -102,52 +104,16 @@ def openvino_own_conversion(enc: MobileBertModel, tokenizer, threads: tuple[int,
     nncf.set_log_level(40)
     with contextlib.redirect_stdout(io.StringIO()):
         q = nncf.quantize(ovm, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
-    unfolded = ovx.quantize_int8(_convert_eager(enc, tokenizer), tokenizer, calibration_texts(None, CALIBRATION_TEXTS))
+    folded = ovx.quantize_int8(ovx.convert(optimize_for_inference(enc)), tokenizer,
+                               calibration_texts(None, CALIBRATION_TEXTS))
     core = ov.Core()
     runs: dict[str, dict[int, Callable]] = {}
     for name, model, hint in (("ov-hf-f32", ovm, {"INFERENCE_PRECISION_HINT": "f32"}), ("ov-hf-default", ovm, {}),
-                              ("ov-hf-int8", q, {}), ("ov-unfolded-int8", unfolded, {})):
+                              ("ov-hf-int8", q, {}), ("ov-folded-int8", folded, {})):
         runs[name] = {t: _Compiled(core.compile_model(model, "CPU", {**hint, "INFERENCE_NUM_THREADS": t,
                                                                       "PERFORMANCE_HINT": "LATENCY"}))
                       for t in threads}
     return runs, {}
-
-
-class _Positional(torch.nn.Module):
-    """The eager encoder with positional inputs and a tuple of outputs (what tracing wants)."""
-
-    def __init__(self, enc: MobileBertModel) -> None:
-        super().__init__()
-        self.enc = enc
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.enc(input_ids, attention_mask, token_type_ids)
-        return out.last_hidden_state, out.pooler_output
-
-
-def _convert_eager(enc: MobileBertModel, tokenizer):
-    """``openvino.convert_model`` of our eager (unfolded) encoder, traced on a padded batch so that the mask path
-    is in the graph (the eager model skips masking when nothing is padded); checked against eager once."""
-    import openvino as ov
-
-    from mobilebert.deploy.onnx import relative_error
-    from mobilebert.modeling import ModelOutput
-
-    x = tokenizer(["a first, rather longer example sentence .", "a second one"], padding=True, return_tensors="pt")
-    args = tuple(x[k] for k in ("input_ids", "attention_mask", "token_type_ids"))
-    with torch.no_grad():
-        model = ov.convert_model(_Positional(enc).eval(), example_input=args)
-        for port, name in zip(model.inputs, ("input_ids", "attention_mask", "token_type_ids"), strict=True):
-            port.get_tensor().set_names({name})
-        got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
-            [a.numpy() for a in args])
-        ref = enc(*args)
-    err = relative_error(ref, ModelOutput(last_hidden_state=torch.from_numpy(got[0]),
-                                          pooler_output=torch.from_numpy(got[1])),
-                         ["last_hidden_state", "pooler_output"], args[1])
-    if not err <= 1e-4:
-        raise RuntimeError(f"unfolded OpenVINO graph disagrees with eager: relative error {err:.3g}")
-    return model
 
 
 def load(a: argparse.Namespace) -> tuple[MobileBertModel, MobileBertTokenizer, str]:

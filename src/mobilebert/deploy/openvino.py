@@ -16,6 +16,8 @@ Precisions. The IR holds f32 weights; the precision is how OpenVINO's CPU plugin
 * int8 (``model.int8.xml``): NNCF post-training quantization (int8 weights *and* activations, SmoothQuant,
   calibrated on real text: the bundled samples, or the user's file; activation ranges from min/max, see
   :func:`quantize_int8`), the output projections kept in float; the non-int8 ops run at the chosen precision.
+  Quantized from the eager graph (NoNorm unfolded, :func:`convert_eager`), where FakeQuantize fuses into the
+  NoNorm eltwise ops.
 
 The gate: f32 parity with eager PyTorch within ``FP32_TOL`` on the probes of :mod:`~mobilebert.deploy.gate`;
 bf16 within ``BF16_TOL``; int8 "not broken" (``INT8_TOL``, on real sentences where the vocab is BERT's); and,
@@ -164,6 +166,41 @@ def convert(fast: FastMobileBert):
     return ov_model
 
 
+class _EagerOutputs(nn.Module):
+    """The eager model with positional inputs and a tuple of the named outputs (what tracing wants)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return tuple(getattr(out, n) for n in self.names)
+
+
+def convert_eager(model: nn.Module, names: list[str]):
+    """``openvino.convert_model`` of the *eager* model (NoNorm unfolded), the graph int8 is quantized from.
+
+    Why not the optimized module: folding NoNorm into the GEMMs leaves the residual stream with no eltwise op
+    for NNCF's FakeQuantize to fuse into, so the folded int8 graph runs standalone FakeQuantize ops (13-17% of
+    its op time in a 1-thread profile) and was 25% slower at batch 8 (docs/benchmarks.md). Traced on a padded
+    batch, so the mask path is in the graph (eager skips masking when nothing is padded)."""
+    import openvino as ov
+
+    ids = torch.randint(1, model.config.vocab_size, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        ov_model = ov.convert_model(_EagerOutputs(model, names).eval(),
+                                    example_input=(ids, mask, torch.zeros_like(ids)))
+    for port, name in zip(ov_model.inputs, ("input_ids", "attention_mask", "token_type_ids"), strict=True):
+        port.get_tensor().set_names({name})
+    for out, name in zip(ov_model.outputs, names, strict=True):
+        out.get_tensor().set_names({name})
+    return ov_model
+
+
 def calibration_texts(path: str | os.PathLike | None = None, limit: int = CALIBRATION_TEXTS) -> list[str]:
     """Real text for int8 calibration: ``path`` (one text per line, blank lines skipped), or the bundled samples
     (SST-2 phrases, STS-B sentences and WikiText paragraphs, so that short and long inputs are both seen)."""
@@ -283,7 +320,8 @@ def export_openvino(model: nn.Module, out_dir: str | os.PathLike, precision: str
                                   f"{tol:g}; nothing written")
         report.runs_as = runners[precision].precision
         if int8:
-            q = quantize_int8(ov_model, tokenizer, calibration_texts(calibration, CALIBRATION_TEXTS), max_seq_length)
+            texts = calibration_texts(calibration, CALIBRATION_TEXTS)
+            q = quantize_int8(convert_eager(model, names), tokenizer, texts, max_seq_length)
             ov.save_model(q, str(tmp / FILES[True]), compress_to_fp16=False)
             runners["int8"] = OpenVinoModel(tmp, int8=True, precision=precision)
             err8 = parity_error(model, runners["int8"], model.config, names, int8=True, tokenizer=tokenizer)
@@ -317,5 +355,5 @@ def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                            max_seq_length=max_seq_length, overwrite=overwrite)
 
 
-__all__ = ["BF16_TOL", "PRECISIONS", "OpenVinoModel", "OpenVinoReport", "calibration_texts", "convert",
+__all__ = ["BF16_TOL", "PRECISIONS", "OpenVinoModel", "OpenVinoReport", "calibration_texts", "convert", "convert_eager",
            "export_checkpoint", "export_openvino", "missing", "quantize_int8", "require"]
