@@ -1,6 +1,7 @@
 """The distilled MiniLM student against its teacher, in one run: STS-B dev (zero-shot, fp32 and int8 ONNX),
 parameters, and latency at batch 1, seq 128, 2 threads on the same runtime (teacher and student interleaved,
-medians): eager PyTorch, optimized PyTorch fp32, ONNX Runtime fp32 and int8. Checks the issue's targets.
+medians): eager PyTorch, optimized PyTorch fp32, ONNX Runtime fp32 and int8, OpenVINO f32 / bf16 / int8, and
+LiteRT / ExecuTorch fp32 and int8 where installed (run it in .venv-mobile for those). Checks the issue's targets.
 
     .venv/bin/python benchmarks/minilm_student.py                       # models/mobilebert-minilm, ~3 minutes
     .venv/bin/python benchmarks/minilm_student.py --student runs/distill_minilm/stages/joint
@@ -20,12 +21,12 @@ import torch
 from mobilebert import MobileBertModel
 from mobilebert.atomic import atomic_write_text
 from mobilebert.data.sts import read_sts
-from mobilebert.deploy.bench import BenchConfig, compare_models
+from mobilebert.deploy.bench import OPENVINO_BACKENDS, PHONE_BACKENDS, BenchConfig, compare_models
 from mobilebert.deploy.onnx import export_checkpoint
 from mobilebert.sentence import SentenceEncoder, sts_score
 
 REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ("eager", "optimized", "ort-fp32", "ort-int8")
+BACKENDS = ("eager", "optimized", "ort-fp32", "ort-int8", *OPENVINO_BACKENDS, *PHONE_BACKENDS)  # those installed
 
 
 def minilm_dir() -> Path:
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nlatency, batch 1, seq 128, {a.threads} threads (median of {a.repeats}, interleaved):")
     print("| backend | teacher ms | student ms | student speed-up |\n|---|---|---|---|")
     for b in BACKENDS:
-        if b in lat["teacher"] and b in lat["student"]:
+        skipped = res["student"].skipped.get(b) or res["teacher"].skipped.get(b)
+        if skipped:
+            print(f"| {b} | skipped: {skipped} | | |")
+        elif b in lat["teacher"] and b in lat["student"]:
             print(f"| {b} | {lat['teacher'][b]:.2f} | {lat['student'][b]:.2f} | "
                   f"{lat['teacher'][b] / lat['student'][b]:.2f}x |")
     checks = [("STS-B zero-shot >= 80.0", sts["student fp32"], 80.0),

@@ -69,6 +69,15 @@ def test_onnx_folder_goes_from_text_to_entities_by_itself(tagger, tmp_path):
     assert spans(got) == spans(want) and scores(got) == pytest.approx(scores(want), abs=1e-5)
 
 
+def test_a_text_longer_than_the_sequence_is_tagged_to_its_end(tagger):
+    p = pred.load_predictor(tagger)
+    p.max_seq_length = 12  # 10 pieces a window: the text below needs many
+    text = " ".join(["Ann Lee visited Paris ."] * 10)
+    ents = pred.predict_rows(p, [text])[0]["entities"]
+    assert max(e["end"] for e in ents) >= len(text) - 1  # the head never says O: entities up to the last word
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in ents)
+
+
 def test_mediapipe_refuses_a_token_classifier_in_one_line(tagger, tmp_path, capsys):
     assert main(["export", "--format", "mediapipe", str(tagger), str(tmp_path / "t.tflite")]) == 2
     err = capsys.readouterr().err.strip()

@@ -93,9 +93,32 @@ def test_entities_with_character_offsets():
 
 def test_encode_text_matches_split_words(tok):
     texts = ["Ann Lee met Bob.", ""]
-    enc, spans = T.encode_text(tok, texts, max_length=16)
+    w = T.encode_text(tok, texts, max_length=16)
+    enc, spans = w.rows, w.spans
     assert enc.n_words == [5, 0] and enc.input_ids[1] == [tok.cls_token_id, tok.sep_token_id]
     assert [texts[0][s:e] for s, e in spans[0]] == ["Ann", "Lee", "met", "Bob", "."]
+    assert w.text_of_row == [0, 1] and enc.input_ids[0] == T.encode_tagged(tok, [["Ann", "Lee", "met", "Bob", "."]],
+                                                                           max_length=16).input_ids[0]
+
+
+def test_long_texts_are_read_in_overlapping_windows(tok):
+    text = " ".join(f"Smithson{i}" for i in range(30))  # several pieces per word: windows must not cut a word
+    w = T.encode_text(tok, [text, "short one"], max_length=16)
+    full = tok.backend.encode(text.split(), is_pretokenized=True, add_special_tokens=False).word_ids
+    rows = [r for r, t in enumerate(w.text_of_row) if t == 0]
+    assert len(rows) > 3 and w.text_of_row[-1] == 1 and all(len(ids) <= 16 for ids in w.rows.input_ids)
+    for r in rows[1:]:  # each window starts at a word's first piece
+        first = w.rows.word_ids[r][1]
+        assert full.index(first) == next(i for i, x in enumerate(full) if x == first)
+        assert w.rows.word_ids[r][1:3] == full[full.index(first):full.index(first) + 2]
+    assert set().union(*(set(w.rows.word_ids[r]) - {None} for r in rows)) == set(range(30))
+    # each word read where it sits farthest from an edge: give every piece its word id as the prediction and
+    # its row number as the score; the word that opens window 2 also sits well inside window 1, so comes from there
+    preds = [[-1 if x is None else x for x in wids] for wids in w.rows.word_ids]
+    scores = [[float(r)] * len(wids) for r, wids in enumerate(w.rows.word_ids)]
+    (ids, word_scores), (short_ids, _) = T.merge_windows(w, preds, scores, fill=-9)
+    assert ids == list(range(30)) and short_ids == [0, 1]
+    assert word_scores[w.rows.word_ids[rows[1]][1]] == 0.0
 
 
 def test_bad_arguments(tok):

@@ -6,7 +6,7 @@ first piece back onto the word (``word_predictions``), so metrics are per word, 
 by the sequence length count as ``O`` predictions (their entities are missed, not dropped from the score).
 
 Raw text (``predict``): the text is split into words as CoNLL-2003 tokenises (``split_words``), each word keeps
-its character span, and the entities found in the word tags (seqeval's chunking, ``metrics.entity_spans``) come
+its character span, a text longer than the sequence length is read in overlapping windows (``encode_text``), and the entities found in the word tags (seqeval's chunking, ``metrics.entity_spans``) come
 back as ``{"type", "start", "end", "text"}`` with ``text == original[start:end]``.
 """
 
@@ -115,12 +115,69 @@ def split_words(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def encode_text(tokenizer: MobileBertTokenizer, texts: Sequence[str], max_length: int = 128
-                ) -> tuple[TaggedEncoding, list[list[tuple[int, int]]]]:
-    """Raw texts -> (model inputs, each text's word spans) for ``predict``; empty texts give ``[CLS] [SEP]``."""
+@dataclass
+class TextWindows:
+    """Raw texts as model rows: a text longer than the sequence length becomes several overlapping windows."""
+
+    rows: TaggedEncoding  # one row per window; its word ids index the whole text's words
+    text_of_row: list[int]  # which text each row belongs to
+    spans: list[list[tuple[int, int]]]  # each text's word spans (characters)
+
+
+def encode_text(tokenizer: MobileBertTokenizer, texts: Sequence[str], max_length: int = 128) -> TextWindows:
+    """Raw texts -> model rows for ``predict``; empty texts give ``[CLS] [SEP]``.
+
+    A text whose pieces do not fit is read in windows of ``max_length - 2`` pieces that overlap by a quarter and
+    start at a word's first piece, so every word is seen, with context on both sides where the text has it
+    (``merge_windows`` takes each word from the window where it sits farthest from an edge)."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
     spans = [split_words(t) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
-    return encode_tagged(tokenizer, words, None, max_length), spans
+    encodings = tokenizer.backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
+    room = max_length - 2
+    step = max(1, room - room // 4)
+    rows, owner = TaggedEncoding([], [], []), []
+    for i, enc in enumerate(encodings):
+        ids, wids = enc.ids, enc.word_ids
+        start = 0
+        while True:
+            end = min(start + room, len(ids))
+            rows.input_ids.append([tokenizer.cls_token_id, *ids[start:end], tokenizer.sep_token_id])
+            rows.token_type_ids.append([0] * (end - start + 2))
+            rows.word_ids.append([None, *wids[start:end], None])
+            rows.n_words.append(len(words[i]))
+            owner.append(i)
+            if end == len(ids):
+                break
+            nxt = start + step  # the next window starts at a word's first piece (never mid-word)
+            while start < nxt < end and wids[nxt] == wids[nxt - 1]:
+                nxt -= 1
+            start = nxt if nxt > start else start + step
+    return TextWindows(rows, owner, spans)
+
+
+def merge_windows(windows: TextWindows, piece_predictions: Sequence[Sequence[int]],
+                  piece_scores: Sequence[Sequence[float]], fill: int) -> list[tuple[list[int], list[float]]]:
+    """Per text: (word tag ids, word scores), each word read at its first piece in the window where that piece is
+    farthest from the window's edges; ``fill`` (``O``) and score 1.0 for words with no piece."""
+    best: list[dict[int, tuple[int, int, float]]] = [{} for _ in windows.spans]
+    for r, (preds, scores) in enumerate(zip(piece_predictions, piece_scores, strict=True)):
+        wids, found = windows.rows.word_ids[r], best[windows.text_of_row[r]]
+        seen: set[int] = set()
+        for p, w in enumerate(wids):
+            if w is None or w in seen:
+                continue
+            seen.add(w)
+            margin = min(p, len(wids) - 1 - p)
+            if w not in found or margin > found[w][0]:
+                found[w] = (margin, int(preds[p]), float(scores[p]))
+    out = []
+    for t, found in enumerate(best):
+        n = len(windows.spans[t])
+        out.append(([found[w][1] if w in found else fill for w in range(n)],
+                     [found[w][2] if w in found else 1.0 for w in range(n)]))
+    return out
 
 
 def entities(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[str],

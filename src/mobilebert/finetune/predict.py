@@ -39,7 +39,7 @@ from ..checkpoint import inspect
 from ..data import files, glue, squad
 from ..data.finetuning import Encoded, encode_squad
 from ..data.glue import readable_labels
-from ..data.tagging import encode_text, entities, word_predictions
+from ..data.tagging import encode_text, entities, merge_windows
 from ..data.tasks import TaskSetup, task_name
 from ..deploy.runtime import runtime_model
 from ..load import load_model
@@ -117,19 +117,18 @@ class Predictor:
         return run_model(self.model, enc, self.batch_size, self.tokenizer.pad_token_id, desc="predict")
 
     def _token(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        enc, spans = encode_text(self.tokenizer, texts, self.max_seq_length)
-        outs = self._run(Encoded(enc.input_ids, enc.token_type_ids, [None] * len(texts)))
-        outside = self.labels.index("O") if "O" in self.labels else 0
-        rows = []
+        windows = encode_text(self.tokenizer, texts, self.max_seq_length)  # long texts: overlapping windows
+        rows = windows.rows
+        outs = self._run(Encoded(rows.input_ids, rows.token_type_ids, [None] * len(rows)))
+        preds, scores = [], []
         for i, o in enumerate(outs):
-            n = len(enc.input_ids[i])
-            probs = torch.softmax(torch.from_numpy(o[:n]), -1).numpy()  # (T, C) of the real pieces
-            piece = probs.argmax(-1)
-            ids = word_predictions(piece, enc.word_ids[i], enc.n_words[i], outside)
-            first = {w: probs[p, piece[p]] for p, w in reversed(list(enumerate(enc.word_ids[i]))) if w is not None}
-            scores = [float(first.get(w, 1.0)) for w in range(enc.n_words[i])]
-            rows.append({"entities": entities(texts[i], spans[i], [self.labels[t] for t in ids], scores)})
-        return rows
+            probs = torch.softmax(torch.from_numpy(o[:len(rows.input_ids[i])]), -1).numpy()  # (T, C) real pieces
+            preds.append(probs.argmax(-1))
+            scores.append(probs.max(-1))
+        outside = self.labels.index("O") if "O" in self.labels else 0
+        return [{"entities": entities(text, spans, [self.labels[t] for t in ids], word_scores)}
+                for text, spans, (ids, word_scores) in zip(texts, windows.spans,
+                                                           merge_windows(windows, preds, scores, outside), strict=True)]
 
     def _qa(self, questions: Sequence[str], contexts: Sequence[str] | None, top_k: int) -> list[dict[str, Any]]:
         if contexts is None:
