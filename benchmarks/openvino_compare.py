@@ -8,11 +8,12 @@ Rows (each where its packages import; the others are listed as skipped with the 
 * the peer: ``openvino.convert_model`` of transformers' MobileBertModel as a user would call it, run with f32
   forced (``ov-hf-f32``), at OpenVINO's default precision (``ov-hf-default``: bf16 on a CPU with native bf16),
   and NNCF int8 at its defaults (``ov-hf-int8``), calibrated on the same bundled texts as ours;
-* a probe of one design choice: ``ov-folded-int8``, our *optimized* module (NoNorm folded into the GEMMs)
-  through our int8 path. ``openvino-int8`` quantizes the eager graph instead (``deploy.openvino.convert_eager``):
-  in op-level profiles (1 thread, 4 layers, busy machine) the folded graph spent 13-17% of its int8 op time in
-  standalone FakeQuantize ops on the residual stream (no NoNorm eltwise left to fuse them into), and its op
-  time at b8 was 25-35% above the unfolded graph's; this row says whether that holds end to end.
+* a probe of one design choice: ``ov-folded-f32`` / ``-bf16`` / ``-int8``, the IR of our *optimized* module
+  (NoNorm folded into the GEMMs, projections fused) through the same paths. ``openvino-*`` convert the eager
+  graph instead (``deploy.openvino.convert_eager``): in op-level profiles (1 thread, 4 layers, busy machine)
+  the folded int8 graph spent 13-17% of its op time in standalone FakeQuantize ops on the residual stream (no
+  NoNorm eltwise left to fuse them into), and f32/bf16 ran 0-30% slower folded (6 layers, 1 thread); these
+  rows say whether that holds end to end.
 
 All rows run round-robin at each (batch, seq) so that load from other processes hits them alike; medians and
 p90 are reported, and each row's distance to its floor: FLOPs / this machine's GEMM rate in that precision,
@@ -52,10 +53,11 @@ from mobilebert.tokenizer import MobileBertTokenizer
 
 OURS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "openvino-f32", "openvino-bf16", "openvino-int8",
         "litert-fp32", "litert-int8")
-PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-folded-int8")
+PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-folded-f32", "ov-folded-bf16", "ov-folded-int8")
 BASELINE = "transformers"
 PRECISION = {"bf16": "bf16", "openvino-bf16": "bf16", "ov-hf-default": "bf16", "ort-int8": "int8",
-             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-folded-int8": "int8"}
+             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-folded-int8": "int8",
+             "ov-folded-bf16": "bf16"}
 # the rest: fp32
 OUT = Path(__file__).resolve().parent / "results" / "openvino_compare.json"
 
@@ -104,16 +106,48 @@ def openvino_own_conversion(enc: MobileBertModel, tokenizer, threads: tuple[int,
     nncf.set_log_level(40)
     with contextlib.redirect_stdout(io.StringIO()):
         q = nncf.quantize(ovm, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
-    folded = ovx.quantize_int8(ovx.convert(optimize_for_inference(enc)), tokenizer,
-                               calibration_texts(None, CALIBRATION_TEXTS))
+    folded_ir = ovx.convert(optimize_for_inference(enc))
+    folded = ovx.quantize_int8(folded_ir, tokenizer, calibration_texts(None, CALIBRATION_TEXTS))
     core = ov.Core()
     runs: dict[str, dict[int, Callable]] = {}
     for name, model, hint in (("ov-hf-f32", ovm, {"INFERENCE_PRECISION_HINT": "f32"}), ("ov-hf-default", ovm, {}),
-                              ("ov-hf-int8", q, {}), ("ov-folded-int8", folded, {})):
+                              ("ov-hf-int8", q, {}), ("ov-folded-f32", folded_ir, {"INFERENCE_PRECISION_HINT": "f32"}),
+                              ("ov-folded-bf16", folded_ir, {"INFERENCE_PRECISION_HINT": "bf16"}),
+                              ("ov-folded-int8", folded, {})):
         runs[name] = {t: _Compiled(core.compile_model(model, "CPU", {**hint, "INFERENCE_NUM_THREADS": t,
                                                                       "PERFORMANCE_HINT": "LATENCY"}))
                       for t in threads}
+        GRAPHS[name] = (model, hint.get("INFERENCE_PRECISION_HINT"))
     return runs, {}
+
+
+GRAPHS: dict[str, tuple] = {}  # OpenVINO row -> (IR model or .xml path, precision hint or None): for --profile
+
+
+def profile_openvino(batch: int, seq: int, threads: int, vocab: int, top: int = 6) -> dict[str, list]:
+    """Where each OpenVINO row's time goes: the plugin's per-node counters summed by (node type, kernel), ms per
+    call at (batch, seq), the ``top`` largest per row."""
+    import openvino as ov
+
+    ids = np.random.default_rng(0).integers(1, vocab, (batch, seq))
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    out: dict[str, list] = {}
+    for name, (model, hint) in GRAPHS.items():
+        config = {"INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY",
+                  **({"INFERENCE_PRECISION_HINT": hint} if hint else {})}
+        compiled = ov.Core().compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+        names = set().union(*(i.get_names() for i in compiled.inputs))
+        sums: dict[str, float] = {}
+        for _ in range(3):  # the last call's counters
+            request.infer({k: v for k, v in feeds.items() if k in names})
+        for info in request.profiling_info:
+            if info.status == info.Status.EXECUTED:
+                key = f"{info.node_type} ({info.exec_type})"
+                sums[key] = sums.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+        total = sum(sums.values())
+        out[name] = [("total", total)] + sorted(sums.items(), key=lambda kv: -kv[1])[:top]
+    return out
 
 
 def load(a: argparse.Namespace) -> tuple[MobileBertModel, MobileBertTokenizer, str]:
@@ -135,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--rounds", type=int, default=15, help="timed calls per row, interleaved")
     p.add_argument("--out", type=Path, default=OUT, help="JSON results (default: %(default)s)")
+    p.add_argument("--profile", action="store_true", help="also print where each OpenVINO row's time goes (per "
+                   "op class, largest batch, first thread count)")
     a = p.parse_args(argv)
     enc, tok, name = load(a)
     threads = tuple(a.threads)
@@ -147,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         peer_runs, peer_skipped = openvino_own_conversion(enc, tok, threads)
         runs.update(peer_runs)
         skipped.update(peer_skipped)
+        ir = Path(d) / "openvino"
+        for row, (xml, hint) in {"openvino-f32": ("model.xml", "f32"), "openvino-bf16": ("model.xml", "bf16"),
+                                 "openvino-int8": ("model.int8.xml", "f32")}.items():
+            if row in runs and (ir / xml).is_file():
+                GRAPHS[row] = (str(ir / xml), hint)
         yardstick = tuple(sorted({1, *threads}))
         before = {t: gemm_rate("fp32", t) for t in yardstick}
         rows: list[dict] = []
@@ -164,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         after = {t: gemm_rate("fp32", t) for t in yardstick}
         rates = {f"{k}@{t}t": (after[t] if k == "fp32" else gemm_rate(k, t))
                  for t in threads for k in ("fp32", "bf16", "int8")}
+        profile = profile_openvino(max(a.batches), a.seq, threads[0], enc.config.vocab_size) if a.profile else {}
     torch.set_num_threads(saved)
     verdict = assess_steadiness(rows, before, after)
     flops = model_flops(enc, a.seq)
@@ -176,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         r["floor_ms"], r["x_floor"] = floor_ms, r["median_ms"] / floor_ms
     res = {"model": name, "cpu": cpu_description(), "machine": platform.machine(), "torch": torch.__version__,
            "seq": a.seq, "rounds": a.rounds, "flops_per_seq": flops, "gemm_gflops": rates, "steadiness": verdict,
-           "sizes_mb": sizes, "skipped": skipped, "rows": rows}
+           "sizes_mb": sizes, "skipped": skipped, "rows": rows, "profile_ms": profile}
     print(format_rows(res))
+    for row, parts in profile.items():
+        print(f"{row:<16} " + ", ".join(f"{k} {v:.1f}" for k, v in parts))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(a.out, json.dumps(res, indent=2) + "\n")
     print(f"wrote {a.out}", file=sys.stderr)

@@ -3,8 +3,9 @@
 Why this exists: on an x86 server OpenVINO's CPU plugin is the fastest runtime for BERT-like graphs (its own
 conversion of transformers' MobileBERT ran 2.7x eager in bf16 and 3.3x in int8 on a Zen 4 EPYC, issue 22),
 and reading our ONNX files made it slower (it runs ONNX Runtime's DynamicQuantizeMatMul below eager). So the
-IR is converted from our *optimized* module (NoNorm folded, projections fused: fewer, larger GEMMs), straight
-from PyTorch (``openvino.convert_model`` with example inputs), batch and sequence axes dynamic.
+IR is converted straight from PyTorch (``openvino.convert_model`` with example inputs, batch and sequence axes
+dynamic), from the eager model rather than the optimized one: the plugin fuses the eager graph better
+(:func:`convert_eager`).
 
 Precisions. The IR holds f32 weights; the precision is how OpenVINO's CPU plugin runs it
 (``INFERENCE_PRECISION_HINT``), recorded in ``export.json`` and applied by :class:`OpenVinoModel`:
@@ -16,8 +17,7 @@ Precisions. The IR holds f32 weights; the precision is how OpenVINO's CPU plugin
 * int8 (``model.int8.xml``): NNCF post-training quantization (int8 weights *and* activations, SmoothQuant,
   calibrated on real text: the bundled samples, or the user's file; activation ranges from min/max, see
   :func:`quantize_int8`), the output projections kept in float; the non-int8 ops run at the chosen precision.
-  Quantized from the eager graph (NoNorm unfolded, :func:`convert_eager`), where FakeQuantize fuses into the
-  NoNorm eltwise ops.
+  FakeQuantize fuses into the eager graph's NoNorm eltwise ops.
 
 The gate: f32 parity with eager PyTorch within ``FP32_TOL`` on the probes of :mod:`~mobilebert.deploy.gate`;
 bf16 within ``BF16_TOL``; int8 "not broken" (``INT8_TOL``, on real sentences where the vocab is BERT's); and,
@@ -153,7 +153,8 @@ def _exported_precision(folder: Path) -> str:
 
 def convert(fast: FastMobileBert):
     """``openvino.convert_model`` of the optimized module (traced at (2, 16), axes left dynamic), outputs named
-    as the model's fields."""
+    as the model's fields: not what the export uses (:func:`convert_eager`), kept as the probe row of
+    benchmarks/openvino_compare.py that shows why."""
     import openvino as ov
 
     ids = torch.randint(1, fast.config.vocab_size, (2, 16))
@@ -179,12 +180,15 @@ class _EagerOutputs(nn.Module):
 
 
 def convert_eager(model: nn.Module, names: list[str]):
-    """``openvino.convert_model`` of the *eager* model (NoNorm unfolded), the graph int8 is quantized from.
+    """``openvino.convert_model`` of the *eager* model (NoNorm unfolded, projections unfused): the graph every
+    OpenVINO file is made from.
 
-    Why not the optimized module: folding NoNorm into the GEMMs leaves the residual stream with no eltwise op
-    for NNCF's FakeQuantize to fuse into, so the folded int8 graph runs standalone FakeQuantize ops (13-17% of
-    its op time in a 1-thread profile) and was 25% slower at batch 8 (docs/benchmarks.md). Traced on a padded
-    batch, so the mask path is in the graph (eager skips masking when nothing is padded)."""
+    Why not the optimized module, as ONNX is: OpenVINO's CPU plugin does its own fusions, and fuses the eager
+    graph better. Folding NoNorm into the GEMMs leaves the residual stream with no eltwise op for NNCF's
+    FakeQuantize to fuse into, so the folded int8 graph runs standalone FakeQuantize ops (13-17% of its op time
+    in a 1-thread profile) and was 25% slower at batch 8; in f32 and bf16 the folded graph was 0-30% slower too
+    (6 layers, 1 thread, interleaved; docs/benchmarks.md has the full-model rows). Traced on a padded batch, so
+    the mask path is in the graph (eager skips masking when nothing is padded)."""
     import openvino as ov
 
     ids = torch.randint(1, model.config.vocab_size, (2, 16))
@@ -305,7 +309,7 @@ def export_openvino(model: nn.Module, out_dir: str | os.PathLike, precision: str
         examples = read_glue(task, labelled, "dev")
     import openvino as ov
 
-    ov_model = convert(fast)
+    ov_model = convert_eager(model, names)  # every precision: OpenVINO fuses the eager graph better (see above)
     with staged_dir(out_dir) as tmp:
         report = OpenVinoReport(out_dir=str(out_dir), outputs=names, precision=precision)
         ov.save_model(ov_model, str(tmp / FILES[False]), compress_to_fp16=False)
@@ -321,7 +325,7 @@ def export_openvino(model: nn.Module, out_dir: str | os.PathLike, precision: str
         report.runs_as = runners[precision].precision
         if int8:
             texts = calibration_texts(calibration, CALIBRATION_TEXTS)
-            q = quantize_int8(convert_eager(model, names), tokenizer, texts, max_seq_length)
+            q = quantize_int8(ov_model, tokenizer, texts, max_seq_length)
             ov.save_model(q, str(tmp / FILES[True]), compress_to_fp16=False)
             runners["int8"] = OpenVinoModel(tmp, int8=True, precision=precision)
             err8 = parity_error(model, runners["int8"], model.config, names, int8=True, tokenizer=tokenizer)
