@@ -58,7 +58,7 @@ def test_loader_splits_each_global_batch_across_ranks_and_micro_batches():
     enc = Encoded([[2, 5 + i % 7, 3] for i in range(30)], [[0, 0, 0]] * 30, list(range(30)))
     assert steps_per_epoch(30, 8, 1) == 4 and steps_per_epoch(30, 8, 4) == 4 and steps_per_epoch(30, 8, 8) == 3
     one = [b["labels"].tolist() for b in FinetuneLoader(enc, seed=5, epoch=1, batch_size=8)]
-    assert sum(one, []) == epoch_order(30, 5, 1) and [len(b) for b in one] == [8, 8, 8, 6]
+    assert sum(one, []) == epoch_order(30, 5, 1).tolist() and [len(b) for b in one] == [8, 8, 8, 6]
     parts = [list(FinetuneLoader(enc, seed=5, epoch=1, batch_size=8, grad_accum=2, rank=r, world=2))
              for r in range(2)]
     for step in range(4):  # global batch = rank 0's two micro-batches + rank 1's two, in order

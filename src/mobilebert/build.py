@@ -546,14 +546,16 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
                        f"{r['p90_ms']:.2f}" + (" (noisy)" if r["p90_ms"] > NOISY_SPREAD * r["median_ms"] else ""),
                        r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]),
               "", f"(noisy): p90 above {NOISY_SPREAD:g}x the median, the machine was busy; compare with care.", ""]
-    teacher_ms = next((r["median_ms"] for r in ev["latency"] if r["model"] == "teacher" and r["format"] == "ort-fp32"),
-                      None)
-    shipped = "ort-int8" if ev["int8_kept"] else "ort-fp32"
-    student_ms = next((r["median_ms"] for r in ev["latency"] if r["model"] == "student" and r["format"] == shipped),
-                      None)
-    if teacher_ms and student_ms:
-        parts += [f"The shipped student ({shipped}) runs {teacher_ms / student_ms:.1f}x as fast as the teacher's "
-                  "fp32 in ONNX Runtime.", ""]
+    def ms(model: str, fmt: str) -> float | None:
+        return next((r["median_ms"] for r in ev["latency"] if r["model"] == model and r["format"] == fmt), None)
+
+    precision = "int8" if ev["int8_kept"] else "fp32"
+    for runtime, name, what in (("ort", "ONNX Runtime", "the ONNX file"),
+                                ("litert", "LiteRT (XNNPACK)", "the MediaPipe file's model")):
+        teacher_ms, student_ms = ms("teacher", f"{runtime}-fp32"), ms("student", f"{runtime}-{precision}")
+        if teacher_ms and student_ms:
+            parts += [f"The shipped student in {name} ({what}, {precision}) runs {teacher_ms / student_ms:.1f}x as "
+                      f"fast as the teacher's fp32 in the same runtime.", ""]
     curves = learning_curves(out, plan, folder / "learning_curves.png")
     if curves is not None:
         pictures["learning_curves"] = str(curves)

@@ -262,12 +262,13 @@ def teacher_rows(cached: Sequence[Tensor], chunk: Sequence[int], width: int, tok
 
 
 # ----------------------------------------------------------------------------- the training loader
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """Epoch ``epoch`` (0-based) visits the rows in the ``epoch + 1``-th permutation drawn from ``seed``."""
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Epoch ``epoch`` (0-based) visits the rows in the ``epoch + 1``-th permutation drawn from ``seed``; an
+    (n,) int64 array (8 bytes a row: a million-row file's order is not a list of a million ints)."""
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epoch):
         torch.randperm(n, generator=gen)
-    return torch.randperm(n, generator=gen).tolist()
+    return torch.randperm(n, generator=gen).numpy()
 
 
 def steps_per_epoch(n: int, batch_size: int, slots: int = 1) -> int:
@@ -300,7 +301,7 @@ class FinetuneLoader:
         slots = self.world * self.grad_accum
         while self.position < self.steps * self.grad_accum:
             step, micro = divmod(self.position, self.grad_accum)
-            rows = self.order[step * self.batch_size:(step + 1) * self.batch_size]
+            rows = self.order[step * self.batch_size:(step + 1) * self.batch_size].tolist()
             slot = self.rank * self.grad_accum + micro
             chunk = rows[slot * len(rows) // slots:(slot + 1) * len(rows) // slots]
             self.position += 1

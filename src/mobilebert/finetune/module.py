@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def teacher_logits(teacher: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0) -> list[torch.Tensor]:
+def teacher_logits(teacher: nn.Module, enc: Encoded, batch_size: int, pad_id: int = 0) -> Sequence[torch.Tensor]:
     """The teacher's outputs for every training row, computed once (eval mode, no grad) and kept in memory:
-    (C,) logits / a (1,) score per row, or (2, n) start/end logits over the row's n real tokens for SQuAD.
-    The student sees the same rows every epoch, so these never change."""
+    (C,) logits / a (1,) score per row (one (N, C) tensor: a million rows cost N x C floats, not a million
+    tensors), (n, C) per-piece logits for token classification, or (2, n) start/end logits over the row's n real
+    tokens for SQuAD. The student sees the same rows every epoch, so these never change."""
     outs = run_model(teacher, enc, batch_size, pad_id, desc="teacher")
     if isinstance(outs[0], tuple):
         return [torch.from_numpy(np.stack([s[:len(ids)], e[:len(ids)]]))
                 for (s, e), ids in zip(outs, enc.input_ids, strict=True)]
+    if outs[0].ndim == 1:
+        return torch.from_numpy(np.stack(outs))
     return [torch.from_numpy(o) for o in outs]
 
 
