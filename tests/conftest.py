@@ -94,6 +94,18 @@ def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / a.abs().max())
 
 
+def assert_matches_eager(model, runner, names: list[str], tol: float = 1e-4) -> None:
+    """An exported model (``runner``, called like ``model``) gives eager's outputs on shapes unlike the export
+    example's (2, 16): one short unpadded row, and five padded rows of 40."""
+    for B, T, pad in ((1, 3, False), (5, 40, True)):
+        x = inputs(model.config, B, T, pad)
+        with torch.no_grad():
+            ref = model(**x)
+        got = runner(**x)
+        for name in names:
+            assert rel_max(ref[name], got[name]) <= tol, (name, B, T, pad)
+
+
 def write_squad_sample(folder) -> None:
     """Two questions on one context, as SQuAD v1.1 train and dev files (the same rows)."""
     context = "the film is a gripping story about a boy and his dog , told with wit and heart ."
