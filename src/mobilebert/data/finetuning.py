@@ -206,13 +206,13 @@ def load_eval_data(setup: TaskSetup, data_dir: str | Path, tokenizer: MobileBert
 # ----------------------------------------------------------------------------- ids -> padded batches
 def pad(enc: Encoded, chunk: Sequence[int], pad_id: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """(input_ids, attention_mask, token_type_ids) of ``chunk``'s rows, right-padded to the longest: (B, T)."""
-    width = max(len(enc.input_ids[i]) for i in chunk)
-    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+    rows = [enc.input_ids[i] for i in chunk]  # read once: a packed row is built on each access
+    ids = torch.full((len(chunk), max(map(len, rows))), pad_id, dtype=torch.long)
     types = torch.zeros_like(ids)
     mask = torch.zeros_like(ids)
-    for r, i in enumerate(chunk):
-        n = len(enc.input_ids[i])
-        ids[r, :n] = torch.as_tensor(enc.input_ids[i])
+    for r, (i, row) in enumerate(zip(chunk, rows, strict=True)):
+        n = len(row)
+        ids[r, :n] = torch.as_tensor(row)
         types[r, :n] = torch.as_tensor(enc.token_type_ids[i])
         mask[r, :n] = 1
     return ids, mask, types

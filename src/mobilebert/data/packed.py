@@ -11,7 +11,7 @@ in place of id lists.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +39,13 @@ class PackedIds:
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, token_type_ids) of row ``i`` as int64 arrays."""
-        ids = self.ids[self.offsets[i]:self.offsets[i + 1]].astype(np.int64)
-        types = (np.arange(len(ids)) >= self.pair_start[i]).astype(np.int64)
-        return ids, types
+        return self.input_ids(i), self.token_types(i)
+
+    def input_ids(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i]:self.offsets[i + 1]].astype(np.int64)
+
+    def token_types(self, i: int) -> np.ndarray:
+        return (np.arange(self.offsets[i + 1] - self.offsets[i]) >= self.pair_start[i]).astype(np.int64)
 
     @property
     def nbytes(self) -> int:
@@ -59,26 +63,26 @@ class PackedIds:
 
     def input_rows(self) -> PackedRows:
         """A read-only sequence whose item i is row i's input ids (int64), as a list of lists would be indexed."""
-        return PackedRows(self, 0)
+        return PackedRows(self, self.input_ids)
 
     def type_rows(self) -> PackedRows:
         """The same for the token type ids."""
-        return PackedRows(self, 1)
+        return PackedRows(self, self.token_types)
 
 
 class PackedRows(Sequence):
-    """Row ``i`` of a ``PackedIds``: its ids (``part`` 0) or token types (``part`` 1), built when asked."""
+    """Row ``i`` of a ``PackedIds`` as ``get`` builds it (its ids or its token types), built when asked."""
 
-    def __init__(self, packed: PackedIds, part: int) -> None:
-        self.packed, self.part = packed, part
+    def __init__(self, packed: PackedIds, get: Callable[[int], np.ndarray]) -> None:
+        self.packed, self.get = packed, get
 
     def __len__(self) -> int:
         return len(self.packed)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.packed.row(i)[self.part]
+            return [self.get(j) for j in range(*i.indices(len(self)))]
+        return self.get(i)
 
 
 def encode_text_file(tokenizer: MobileBertTokenizer, f: TextFile, max_length: int = 128,

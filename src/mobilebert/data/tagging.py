@@ -37,29 +37,37 @@ class TaggedEncoding:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def add(self, tokenizer: MobileBertTokenizer, ids: Sequence[int], word_ids: Sequence[int | None],
+            n_words: int) -> None:
+        """One row: ``[CLS] pieces [SEP]``, token types 0, no word for the special tokens."""
+        self.input_ids.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
+        self.token_type_ids.append([0] * (len(ids) + 2))
+        self.word_ids.append([None, *word_ids, None])
+        self.n_words.append(n_words)
+
+
+def _word_pieces(tokenizer: MobileBertTokenizer, words: Sequence[Sequence[str]], max_length: int) -> list:
+    """Each sentence's word pieces (with their word ids), no special tokens; ``max_length`` checked."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
+    # encode_batch, not encode_batch_fast: the fast path computes no offsets, hence no word ids.
+    return tokenizer.backend.encode_batch([list(w) for w in words], is_pretokenized=True, add_special_tokens=False)
+
 
 def encode_tagged(tokenizer: MobileBertTokenizer, words: Sequence[Sequence[str]],
                   tags: Sequence[Sequence[int]] | None = None, max_length: int = 128) -> TaggedEncoding:
     """``[CLS] pieces [SEP]`` per sentence, at most ``max_length`` ids; with ``tags`` (ids, one per word), labels
     with each word's tag on its first piece and -100 elsewhere."""
-    if max_length < 3:
-        raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
     if tags is not None and len(tags) != len(words):
         raise ValueError(f"{len(words)} sentences but {len(tags)} tag lists")
-    # encode_batch, not encode_batch_fast: the fast path computes no offsets, hence no word ids.
-    encodings = tokenizer.backend.encode_batch([list(w) for w in words], is_pretokenized=True,
-                                               add_special_tokens=False)
+    encodings = _word_pieces(tokenizer, words, max_length)
     out = TaggedEncoding([], [], [], [] if tags is not None else None)
     room = max_length - 2
     for i, enc in enumerate(encodings):
         n = len(words[i])
-        ids, wids = enc.ids[:room], enc.word_ids[:room]
         out.truncated += len(enc.ids) > room
         out.unpieced += n - len(set(enc.word_ids))
-        out.input_ids.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
-        out.token_type_ids.append([0] * (len(ids) + 2))
-        out.word_ids.append([None, *wids, None])
-        out.n_words.append(n)
+        out.add(tokenizer, enc.ids[:room], enc.word_ids[:room], n)
         if tags is not None:
             if len(tags[i]) != n:
                 raise ValueError(f"sentence {i}: {n} words but {len(tags[i])} tags")
@@ -130,11 +138,9 @@ def encode_text(tokenizer: MobileBertTokenizer, texts: Sequence[str], max_length
     A text whose pieces do not fit is read in windows of ``max_length - 2`` pieces that overlap by a quarter and
     start at a word's first piece, so every word is seen, with context on both sides where the text has it
     (``merge_windows`` takes each word from the window where it sits farthest from an edge)."""
-    if max_length < 3:
-        raise ValueError(f"max_length must be at least 3 ([CLS], a piece, [SEP]), got {max_length}")
     spans = [split_words(t) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
-    encodings = tokenizer.backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
+    encodings = _word_pieces(tokenizer, words, max_length)
     room = max_length - 2
     step = max(1, room - room // 4)
     rows, owner = TaggedEncoding([], [], []), []
@@ -143,10 +149,7 @@ def encode_text(tokenizer: MobileBertTokenizer, texts: Sequence[str], max_length
         start = 0
         while True:
             end = min(start + room, len(ids))
-            rows.input_ids.append([tokenizer.cls_token_id, *ids[start:end], tokenizer.sep_token_id])
-            rows.token_type_ids.append([0] * (end - start + 2))
-            rows.word_ids.append([None, *wids[start:end], None])
-            rows.n_words.append(len(words[i]))
+            rows.add(tokenizer, ids[start:end], wids[start:end], len(words[i]))
             owner.append(i)
             if end == len(ids):
                 break

@@ -39,7 +39,7 @@ from ..atomic import atomic_path, atomic_write_text
 from ..modeling import MobileBertModel
 from ..progress import Progress
 from ..validate import missing_packages
-from .optimize import optimize_for_inference
+from .optimize import optimize_for_inference, output_names
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _phone_backend(enc: MobileBertModel, name: str, tmp: Path, threads: tuple[in
         path = tmp / f"{name}-b{b}-s{s_}.{'tflite' if fmt == 'litert' else 'pte'}"
         export = mobile.export_litert if fmt == "litert" else mobile.export_executorch
         files[b, s_] = export(enc, path, int8=q == "int8", seq_len=s_, batch=b)
-    names = optimize_for_inference(enc).output_names()  # the exported graph's outputs, in order
+    names = output_names(enc)  # the exported graph's outputs, in order
     if fmt == "litert":
         runs = {t: _ByShape({k: mobile.LiteRTModel(f, names, threads=t) for k, f in files.items()})
                 for t in threads}

@@ -40,12 +40,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import head_of
 from ..load import load_model
 from ..modeling import ModelOutput
 from ..validate import missing_packages
 from .gate import ExportError, check_accuracy, default_tokenizer, staged_dir
 from .onnx import FP32_TOL, INT8_TOL, ExportReport, _ExportWrapper, parity_error
-from .optimize import FastMobileBert, optimize_for_inference
+from .optimize import FastMobileBert, output_names
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +297,14 @@ def export_openvino(model: nn.Module, out_dir: str | os.PathLike, precision: str
     if int8 and tokenizer is None:
         raise ValueError("int8 calibration needs the model's tokenizer (its vocab is not BERT's): pass tokenizer=, "
                          "or export a checkpoint folder that holds vocab.txt")
-    fast = optimize_for_inference(model)
-    names = fast.output_names()
+    names = output_names(model)
     examples = None
     if labelled is not None:
         from ..data.glue import read_glue
 
-        if fast.head != "classifier":
-            raise ValueError(f"{labelled}: the accuracy gate needs a sequence classifier, not a {fast.head} model")
+        if head_of(model) != "classifier":
+            raise ValueError(f"{labelled}: the accuracy gate needs a sequence classifier, not a {head_of(model)} "
+                             "model")
         if tokenizer is None:
             raise ValueError(f"{labelled}: scoring the labelled set needs the model's tokenizer")
         examples = read_glue(task, labelled, "dev")

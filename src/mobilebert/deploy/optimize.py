@@ -341,6 +341,7 @@ class FastMobileBert(_Buffers):
     def __init__(self, model: nn.Module, trigram_tables: bool = False) -> None:
         super().__init__()
         self.head = head_of(model)  # checkpoint.HEAD_CLASSES' names
+        self._output_names = tuple(output_names(model))
         self.config: MobileBertConfig = copy.deepcopy(model.config)
         base = model if isinstance(model, MobileBertModel) else model.mobilebert
         c = self.config
@@ -434,9 +435,18 @@ class FastMobileBert(_Buffers):
 
     def output_names(self) -> list[str]:
         """Output fields this model fills (ONNX output names)."""
-        return {"classifier": ["logits"], "token": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits", "last_hidden_state"],
-                "pretraining": ["prediction_logits", "seq_relationship_logits", "last_hidden_state"],
-                "encoder": ["last_hidden_state"] + (["pooler_output"] if self.has_pooler else [])}[self.head]
+        return list(self._output_names)
+
+
+def output_names(model: nn.Module) -> list[str]:
+    """The output fields a MobileBERT model (any head) fills, in the order every export writes them; read off the
+    model, so an exporter need not build the optimized twin to know them."""
+    head = head_of(model)
+    if head == "encoder":
+        return ["last_hidden_state"] + (["pooler_output"] if model.pooler is not None else [])
+    return {"classifier": ["logits"], "token": ["logits"], "qa": ["start_logits", "end_logits"],
+            "mlm": ["logits", "last_hidden_state"],
+            "pretraining": ["prediction_logits", "seq_relationship_logits", "last_hidden_state"]}[head]
 
 
 def optimize_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32,
@@ -449,4 +459,4 @@ def optimize_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32,
     return fast
 
 
-__all__ = ["FastMobileBert", "optimize_for_inference"]
+__all__ = ["FastMobileBert", "optimize_for_inference", "output_names"]

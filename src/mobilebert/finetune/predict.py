@@ -202,7 +202,8 @@ def load_predictor(model_dir: str | os.PathLike, task: str | None = None, batch_
     seq = min(int(meta.get("max_seq_length") or 128), config.max_position_embeddings)
     tokenizer = MobileBertTokenizer.from_pretrained(model_dir)
     model = runtime_model(model, backend, tokenizer, seq)
-    return Predictor(model, tokenizer, kind, tuple(labels) if kind != "qa" else (), seq, pairs, columns, np.asarray(thresholds, dtype=np.float32) if thresholds else None,
+    return Predictor(model, tokenizer, kind, tuple(labels) if kind != "qa" else (), seq, pairs, columns,
+                     np.asarray(thresholds, dtype=np.float32) if thresholds else None,
                      _task_setup(meta) if kind == "qa" else None, batch_size)
 
 
