@@ -64,7 +64,7 @@ def test_compare_models_marks_noise_from_a_fake_clock(monkeypatch):
     """Through compare_models (what the demo calls): a fake clock makes one call in three 100x slower and a
     fake GEMM rate that does not scale with threads; rows come back marked, the table prints no speed-up."""
     monkeypatch.setattr(bench, "_clock", _FakeClock())
-    monkeypatch.setattr(bench, "gemm_rate", lambda kind, threads, **kw: 100.0)  # 2 threads == 1 thread
+    monkeypatch.setattr(bench, "gemm_rate", lambda kind, threads, *shape: 100.0)  # 2 threads == 1 thread
     monkeypatch.setattr(bench, "SETTLE_S", 0.0)
     torch.manual_seed(0)
     models = {m: MobileBertModel(tiny_config(num_hidden_layers=1)) for m in ("teacher", "student")}

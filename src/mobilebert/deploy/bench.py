@@ -7,8 +7,9 @@ of them alike; medians and 90th percentiles are reported. All backends run the s
 The phone backends (LiteRT and ExecuTorch files, fp32 and int8) run where their packages import (the mobile
 venv, ``make mobile-venv``); elsewhere they are reported as skipped with the install line. Their files have
 static shapes, so each is exported once per (batch, seq) of the grid before any timing. The OpenVINO rows
-(``openvino-f32`` / ``-bf16`` / ``-int8``) run the IR exported from the optimized module (needs ``openvino`` and
+(``openvino-f32`` / ``-bf16`` / ``-int8``) run the IR ``export --format openvino`` writes (needs ``openvino`` and
 ``nncf``); ``openvino-bf16`` is skipped on a CPU without native bf16, where OpenVINO would run it as f32.
+Latency floors divide the model's FLOPs by the GEMM rate in each precision at :data:`PEAK_GEMM`.
 
 A timing on a shared machine can be noise, so the bench measures the machine's steadiness and says so
 (:func:`assess_steadiness`): the spread of each row's repeated calls (p90 / median), the fp32 GEMM rate before
@@ -72,7 +73,7 @@ class BenchConfig:
 class BenchResult:
     rows: list[dict] = field(default_factory=list)  # backend, threads, batch, seq, median_ms, p90_ms
     sizes_mb: dict[str, float] = field(default_factory=dict)
-    gemm_gflops: dict[str, float] = field(default_factory=dict)  # "<dtype>@<threads>t" -> measured GEMM rate
+    gemm_gflops: dict[str, float] = field(default_factory=dict)  # "<dtype>@<threads>t" -> GEMM rate at PEAK_GEMM
     flops_per_seq: dict[int, float] = field(default_factory=dict)  # seq -> model FLOPs for one sequence
     machine: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # backend -> why it did not run
@@ -94,20 +95,23 @@ def model_flops(model: MobileBertModel, seq: int) -> float:
     return float(linear + attention)
 
 
-def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512) -> float:
-    """GFLOP/s of this machine's best-of-20 (m x k) @ (k x n) GEMM for fp32, bf16 or int8 (dynamic, fbgemm)."""
-    torch.set_num_threads(threads)
-    x = torch.randn(m, k)
-    if kind == "int8":
-        from torch.ao.nn.quantized.dynamic import Linear as QLinear
+PEAK_GEMM = (1024, 512, 512)  # (m, k, n) large enough for every kernel to run at its full rate: a floor's yardstick
 
-        lin = nn.Linear(k, n)
-        q = QLinear(k, n)
-        q.set_weight_bias(torch.quantize_per_tensor(lin.weight.detach(), 0.01, 0, torch.qint8), lin.bias.detach())
-        fn: Callable[[], object] = lambda: q(x)  # noqa: E731
+
+def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512) -> float:
+    """GFLOP/s (int8: GOP/s) of this machine's best-of-20 (m x k) @ (k x n) GEMM in fp32, bf16 or int8.
+
+    int8 is int8 x int8 -> int32 (``torch._int_mm``), the GEMM a static int8 graph runs (VNNI where the CPU has
+    it); the dynamic fbgemm Linear this used before also quantizes its input and ran at half the int8 rate that
+    OpenVINO's int8 graph reached on a Zen 4 EPYC, so its "floor" was not one."""
+    torch.set_num_threads(threads)
+    if kind == "int8":
+        a = torch.randint(-128, 128, (m, k), dtype=torch.int8)
+        w = torch.randint(-128, 128, (k, n), dtype=torch.int8)
+        fn: Callable[[], object] = lambda: torch._int_mm(a, w)  # noqa: E731
     else:
         dt = torch.bfloat16 if kind == "bf16" else torch.float32
-        a, w = x.to(dt), torch.randn(k, n, dtype=dt)
+        a, w = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
         fn = lambda: a @ w  # noqa: E731
     best = float("inf")
     for i in range(25):
@@ -445,7 +449,7 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
         for t in cfg.threads:
             for kind in ("fp32", "bf16", "int8"):
                 time.sleep(SETTLE_S)
-                rate = after[t] if kind == "fp32" else gemm_rate(kind, t)
+                rate = gemm_rate(kind, t, *PEAK_GEMM)
                 for r in results.values():
                     r.gemm_gflops[f"{kind}@{t}t"] = rate
         all_rows = [row for r in results.values() for row in r.rows]
@@ -577,7 +581,7 @@ def format_table(res: BenchResult, baseline: str = "transformers") -> str:
     for n, why in res.skipped.items():
         lines.append(f"{n}: skipped ({why})")
     rates = ", ".join(f"{k} {v:.0f}" for k, v in res.gemm_gflops.items())
-    lines.append(f"GEMM GFLOP/s (128x512 @ 512x512): {rates}")
+    lines.append(f"GEMM GFLOP/s ({PEAK_GEMM[0]}x{PEAK_GEMM[1]} @ {PEAK_GEMM[1]}x{PEAK_GEMM[2]}): {rates}")
     if res.steadiness.get("advice"):
         lines.append(f"timings {res.steadiness['verdict']}, rows marked noise are not results: "
                      f"{res.steadiness['advice']}")
@@ -631,7 +635,7 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     return res
 
 
-__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "assess_steadiness",
+__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PEAK_GEMM", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "assess_steadiness",
            "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table", "format_text_table",
            "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops", "phone_unavailable", "plot",
            "run_bench", "save_json", "transformers_twin"]
