@@ -155,6 +155,33 @@ def profile_openvino(batch: int, seq: int, threads: int, vocab: int, top: int = 
     return out
 
 
+def profile_ort(folder: Path, batch: int, seq: int, threads: int, vocab: int, top: int = 6, calls: int = 5
+                ) -> dict[str, list]:
+    """The same for the ONNX Runtime rows, from its own profiler: ms per call by op type, summed over nodes."""
+    import onnxruntime as ort
+
+    ids = np.random.default_rng(0).integers(1, vocab, (batch, seq))
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    out: dict[str, list] = {}
+    for name, file in (("ort-fp32", "model.onnx"), ("ort-int8", "model.int8.onnx")):
+        if not (folder / file).is_file():
+            continue
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.enable_profiling = threads, True
+        so.profile_file_prefix = str(folder / f"profile-{name}")
+        session = ort.InferenceSession(str(folder / file), so, providers=["CPUExecutionProvider"])
+        for _ in range(2 + calls):  # the warm-up calls are counted too, then divided out below
+            session.run(None, feeds)
+        trace = Path(session.end_profiling())
+        sums: dict[str, float] = {}
+        for e in json.loads(trace.read_text(encoding="utf-8")):
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                sums[e["args"]["op_name"]] = sums.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e3 / (2 + calls)
+        trace.unlink()
+        out[name] = [("total", sum(sums.values()))] + sorted(sums.items(), key=lambda kv: -kv[1])[:top]
+    return out
+
+
 def load(a: argparse.Namespace) -> tuple[MobileBertModel, MobileBertTokenizer, str]:
     if a.model:
         folder = Path(a.model)
@@ -174,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--rounds", type=int, default=15, help="timed calls per row, interleaved")
     p.add_argument("--out", type=Path, default=OUT, help="JSON results (default: %(default)s)")
-    p.add_argument("--profile", action="store_true", help="also print where each OpenVINO row's time goes (per "
-                   "op class, each batch, first thread count)")
+    p.add_argument("--profile", action="store_true", help="also print where each OpenVINO and ONNX Runtime row's "
+                   "time goes (per op class, each batch, first thread count)")
     a = p.parse_args(argv)
     enc, tok, name = load(a)
     threads = tuple(a.threads)
@@ -209,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"backend": n, "threads": t, "batch": b, "seq": a.seq, "median_ms": med, "p90_ms": p90})
         after = {t: gemm_rate("fp32", t) for t in yardstick}
         rates = {f"{k}@{t}t": gemm_rate(k, t, *PEAK_GEMM) for t in threads for k in ("fp32", "bf16", "int8")}
-        profile = {b: profile_openvino(b, a.seq, threads[0], enc.config.vocab_size) for b in a.batches} \
-            if a.profile else {}
+        profile = {b: {**profile_openvino(b, a.seq, threads[0], enc.config.vocab_size),
+                       **profile_ort(Path(d) / "onnx", b, a.seq, threads[0], enc.config.vocab_size)}
+                   for b in a.batches} if a.profile else {}
     torch.set_num_threads(saved)
     verdict = assess_steadiness(rows, before, after)
     flops = model_flops(enc, a.seq)
