@@ -23,6 +23,8 @@ measured in the same run. The bench's steadiness check (spread of the repeated c
 after, thread scaling) marks rows that are noise; the verdict is in the JSON and printed.
 
     .venv/bin/python benchmarks/openvino_compare.py                  # full MobileBERT (random weights), ~15 min
+    .venv-mobile/bin/python benchmarks/openvino_compare.py --profile --rounds 21   # + LiteRT rows, per-op profiles
+    (the mobile venv needs `pip install -c constraints-mobile.txt openvino nncf` for the OpenVINO rows)
     .venv/bin/python benchmarks/openvino_compare.py --model models/mobilebert-minilm --batches 1 --rounds 9
     .venv/bin/python benchmarks/openvino_compare.py --tiny --rounds 2 --out /tmp/ov.json   # does it run?
 """
