@@ -118,7 +118,8 @@ def _adds_fed_int8(xml) -> int:
 
 def test_int8_scope_follows_the_normalization(tmp_path):
     """NoNorm: the residual adds take int8 inputs (NNCF's whole-graph scope); LayerNorm: they stay float (its
-    transformer scope), since quantizing what feeds a LayerNorm cost a fine-tuned MiniLM 8 SST-2 points."""
+    transformer scope), since quantizing what feeds a LayerNorm cost a fine-tuned MiniLM 8 SST-2 points; export.json
+    says which."""
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(TEXTS) + "\n")
     counts = {}
@@ -127,6 +128,7 @@ def test_int8_scope_follows_the_normalization(tmp_path):
         model = perturbed(MobileBertModel(_small_bert_vocab(normalization_type=norm)))
         ovx.export_openvino(model, tmp_path / norm, int8=True, calibration=calib)
         counts[norm] = _adds_fed_int8(tmp_path / norm / "model.int8.xml")
+        assert json.loads((tmp_path / norm / "export.json").read_text())["int8_scope"] == ovx.INT8_SCOPE[norm]
     assert counts["no_norm"] > 0 and counts["layer_norm"] == 0, counts
 
 

@@ -635,7 +635,7 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     return res
 
 
-__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PEAK_GEMM", "PHONE_BACKENDS", "BenchConfig", "BenchResult", "assess_steadiness",
-           "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table", "format_text_table",
-           "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops", "phone_unavailable", "plot",
-           "run_bench", "save_json", "transformers_twin"]
+__all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PEAK_GEMM", "PHONE_BACKENDS", "BenchConfig", "BenchResult",
+           "assess_steadiness", "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table",
+           "format_text_table", "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops",
+           "phone_unavailable", "plot", "run_bench", "save_json", "transformers_twin"]
