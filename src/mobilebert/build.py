@@ -35,6 +35,7 @@ import numpy as np
 
 from . import options
 from .atomic import atomic_path, atomic_write_text
+from .markdown import table
 
 log = logging.getLogger(__name__)
 
@@ -479,14 +480,6 @@ def learning_curves(out: Path, plan: Plan, path: Path) -> Path | None:
     return path
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(cell(v) for v in r) + " |" for r in rows)])
-
-
 def _relative(path: str, out: Path) -> str:
     try:
         return str(Path(path).relative_to(out))
@@ -509,7 +502,7 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
              "validation rows, x100.", "", "## Teacher vs student", ""]
     rows = [[who, fmt, scores[f"{who} {fmt}"]["score"]] for who in ("teacher", "student")
             for fmt in ("pytorch", "onnx-fp32", "onnx-int8")]
-    parts += [_table(["model", "format", "score"], rows), "",
+    parts += [table(["model", "format", "score"], rows), "",
               f"Student vs teacher (PyTorch): {scores['student pytorch']['score'] - scores['teacher pytorch']['score']:+.2f}"
               " points.", ""]
     if ev.get("majority"):
@@ -523,9 +516,9 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     pictures: dict[str, str] = {}
     if ev["kind"] == "classification":
         parts += ["## Per class (the shipped student)", "",
-                  _table(["label", "precision", "recall", "f1", "support"],
-                         [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
-                          for n, v in student["per_class"].items()]), "",
+                  table(["label", "precision", "recall", "f1", "support"],
+                        [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
+                         for n, v in student["per_class"].items()]), "",
                   f"Accuracy {100 * student['accuracy']:.2f}, macro F1 {100 * student['macro_f1']:.2f}, "
                   f"micro F1 {100 * student['micro_f1']:.2f}.", ""]
         png = plot_confusion_matrix(student["confusion_matrix"], student["labels"], folder / "confusion_matrix.png",
@@ -534,17 +527,17 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
         parts += ["![confusion matrix](report/confusion_matrix.png)", ""]
     elif ev["kind"] == "token":
         parts += ["## Per entity type (the shipped student)", "",
-                  _table(["type", "precision", "recall", "f1", "support"],
-                         [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
-                          for n, v in student.get("per_type", {}).items()]), ""]
+                  table(["type", "precision", "recall", "f1", "support"],
+                        [[n, 100 * v["precision"], 100 * v["recall"], 100 * v["f1"], v["support"]]
+                         for n, v in student.get("per_type", {}).items()]), ""]
     b = ev["bench"]
     parts += ["## Latency and size", "",
               f"Batch {b['batch']}, {b['seq']} tokens, {b['threads']} thread(s), median of {b['repeats']} interleaved "
               f"calls on {b['machine'].get('cpu', 'this CPU')}.", "",
-              _table(["model", "format", "median ms", "p90 ms", "size MB"],
-                     [[r["model"], r["format"], r["median_ms"],
-                       f"{r['p90_ms']:.2f}" + (" (noisy)" if r["p90_ms"] > NOISY_SPREAD * r["median_ms"] else ""),
-                       r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]),
+              table(["model", "format", "median ms", "p90 ms", "size MB"],
+                    [[r["model"], r["format"], r["median_ms"],
+                      f"{r['p90_ms']:.2f}" + (" (noisy)" if r["p90_ms"] > NOISY_SPREAD * r["median_ms"] else ""),
+                      r["size_mb"] if r["size_mb"] is not None else "-"] for r in ev["latency"]]),
               "", f"(noisy): p90 above {NOISY_SPREAD:g}x the median, the machine was busy; compare with care.", ""]
     def ms(model: str, fmt: str) -> float | None:
         return next((r["median_ms"] for r in ev["latency"] if r["model"] == model and r["format"] == fmt), None)
@@ -560,27 +553,27 @@ def stage_report(cfg: Any, plan: Plan, out: Path) -> dict[str, Any]:
     if curves is not None:
         pictures["learning_curves"] = str(curves)
         parts += ["## Learning curves", "", "![learning curves](report/learning_curves.png)", ""]
-    parts += ["## What ships", "", _table(["file", "path", "MB"],
-                                          [[k, _relative(v, out), app["sizes_mb"].get(k, 0.0)]
-                                           for k, v in app["files"].items()]), ""]
+    parts += ["## What ships", "", table(["file", "path", "MB"],
+                                         [[k, _relative(v, out), app["sizes_mb"].get(k, 0.0)]
+                                          for k, v in app["files"].items()]), ""]
     if app["mediapipe"].get("note"):
         parts += [app["mediapipe"]["note"] + ".", ""]
     parts += ["## Settings", "",
-              _table(["setting", "value", "why"],
-                     [["max_seq_length", plan.max_seq_length, plan.seq_reason],
-                      ["epochs (teacher, student)", f"{plan.teacher_epochs}, {plan.student_epochs}",
-                       plan.epochs_reason],
-                      ["lr (teacher, student)", f"{cfg.teacher_lr:g}, {cfg.student_lr:g}; student dropout "
-                       f"{cfg.dropout}", "the rates and dropout of docs/benchmarks.md's SST-2 runs (teacher 89.5%, "
-                       "student 87.7%)"],
-                      ["kd alpha / temperature / hidden / attention",
-                       f"{cfg.kd_alpha:g} / {cfg.kd_temperature:g} / {cfg.kd_hidden:g} / {cfg.kd_attention:g}",
-                       "label loss weight; soft-label temperature; intermediate transfer weights"],
-                      ["batch size / seed", f"{cfg.batch_size} / {cfg.seed}", "one seed: the run repeats exactly"],
-                      ["training rows", t["hparams"]["train_examples"], "max_train_examples"
-                       if cfg.max_train_examples else "all"],
-                      ["best epoch (teacher, student)", f"{t['best_epoch']}, {s['best_epoch']}",
-                       "the epoch with the best validation score is kept"]]),
+              table(["setting", "value", "why"],
+                    [["max_seq_length", plan.max_seq_length, plan.seq_reason],
+                     ["epochs (teacher, student)", f"{plan.teacher_epochs}, {plan.student_epochs}",
+                      plan.epochs_reason],
+                     ["lr (teacher, student)", f"{cfg.teacher_lr:g}, {cfg.student_lr:g}; student dropout "
+                      f"{cfg.dropout}", "the rates and dropout of docs/benchmarks.md's SST-2 runs (teacher 89.5%, "
+                      "student 87.7%)"],
+                     ["kd alpha / temperature / hidden / attention",
+                      f"{cfg.kd_alpha:g} / {cfg.kd_temperature:g} / {cfg.kd_hidden:g} / {cfg.kd_attention:g}",
+                      "label loss weight; soft-label temperature; intermediate transfer weights"],
+                     ["batch size / seed", f"{cfg.batch_size} / {cfg.seed}", "one seed: the run repeats exactly"],
+                     ["training rows", t["hparams"]["train_examples"], "max_train_examples"
+                      if cfg.max_train_examples else "all"],
+                     ["best epoch (teacher, student)", f"{t['best_epoch']}, {s['best_epoch']}",
+                      "the epoch with the best validation score is kept"]]),
               "", f"Every setting is in `{CONFIG_FILE}`; `mobilebert build --help` lists how to change each.", ""]
     atomic_write_text(out / "report.md", "\n".join(parts))
     return {"report": str(out / "report.md"), "pictures": pictures}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, atomic_write_text
+from ..markdown import table
 from ..train.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -204,12 +205,8 @@ def _save(fig, out_png: Path) -> Path:
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def fmt(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    """``rows`` (dicts) as a markdown table of ``columns``; a missing key is an empty cell."""
+    return table(columns, ([r.get(c, "") for c in columns] for r in rows), floats=".4g")
 
 
 def write_report(path: Path, title: str, sections: list[tuple[str, str]]) -> Path:
