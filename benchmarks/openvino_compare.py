@@ -46,10 +46,10 @@ from mobilebert import MobileBertConfig, MobileBertModel
 from mobilebert.atomic import atomic_write_text
 from mobilebert.deploy import bench
 from mobilebert.deploy.bench import (
-    PEAK_GEMM,
     assess_steadiness,
     build_backends,
     cpu_description,
+    floor_rates,
     gemm_rate,
     median_p90,
     model_flops,
@@ -58,11 +58,12 @@ from mobilebert.tokenizer import MobileBertTokenizer
 
 OURS = ("eager", "optimized", "bf16", "ort-fp32", "ort-int8", "openvino-f32", "openvino-bf16", "openvino-int8",
         "litert-fp32", "litert-int8")
-PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-hf-int8-all", "ov-folded-f32", "ov-folded-bf16", "ov-folded-int8")
+PEERS = ("ov-hf-f32", "ov-hf-default", "ov-hf-int8", "ov-hf-int8-all", "ov-folded-f32", "ov-folded-bf16",
+         "ov-folded-int8")
 BASELINE = "transformers"
 PRECISION = {"bf16": "bf16", "openvino-bf16": "bf16", "ov-hf-default": "bf16", "ort-int8": "int8",
-             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-hf-int8-all": "int8", "ov-folded-int8": "int8",
-             "ov-folded-bf16": "bf16"}
+             "openvino-int8": "int8", "litert-int8": "int8", "ov-hf-int8": "int8", "ov-hf-int8-all": "int8",
+             "ov-folded-int8": "int8", "ov-folded-bf16": "bf16"}
 # the rest: fp32
 OUT = Path(__file__).resolve().parent / "results" / "openvino_compare.json"
 
@@ -118,7 +119,8 @@ def openvino_own_conversion(enc: MobileBertModel, tokenizer, threads: tuple[int,
     core = ov.Core()
     runs: dict[str, dict[int, Callable]] = {}
     for name, model, hint in (("ov-hf-f32", ovm, {"INFERENCE_PRECISION_HINT": "f32"}), ("ov-hf-default", ovm, {}),
-                              ("ov-hf-int8", q, {}), ("ov-hf-int8-all", q_all, {}), ("ov-folded-f32", folded_ir, {"INFERENCE_PRECISION_HINT": "f32"}),
+                              ("ov-hf-int8", q, {}), ("ov-hf-int8-all", q_all, {}),
+                              ("ov-folded-f32", folded_ir, {"INFERENCE_PRECISION_HINT": "f32"}),
                               ("ov-folded-bf16", folded_ir, {"INFERENCE_PRECISION_HINT": "bf16"}),
                               ("ov-folded-int8", folded, {})):
         runs[name] = {t: _Compiled(core.compile_model(model, "CPU", {**hint, "INFERENCE_NUM_THREADS": t,
@@ -217,11 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         peer_runs, peer_skipped = openvino_own_conversion(enc, tok, threads)
         runs.update(peer_runs)
         skipped.update(peer_skipped)
-        ir = Path(d) / "openvino"
-        for row, (xml, hint) in {"openvino-f32": ("model.xml", "f32"), "openvino-bf16": ("model.xml", "bf16"),
-                                 "openvino-int8": ("model.int8.xml", "bf16")}.items():
-            if row in runs and (ir / xml).is_file():
-                GRAPHS[row] = (str(ir / xml), hint)
+        for row in bench.OPENVINO_BACKENDS:  # profiled as timed: the runner's own file and precision
+            if row in runs:
+                runner = runs[row][threads[0]]
+                GRAPHS[row] = (str(runner.path), runner.precision)
         yardstick = tuple(sorted({1, *threads}))
         before = {t: gemm_rate("fp32", t) for t in yardstick}
         rows: list[dict] = []
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 med, p90 = median_p90(ts)
                 rows.append({"backend": n, "threads": t, "batch": b, "seq": a.seq, "median_ms": med, "p90_ms": p90})
         after = {t: gemm_rate("fp32", t) for t in yardstick}
-        rates = {f"{k}@{t}t": gemm_rate(k, t, *PEAK_GEMM) for t in threads for k in ("fp32", "bf16", "int8")}
+        rates = floor_rates(threads)
         profile = {b: {**profile_openvino(b, a.seq, threads[0], enc.config.vocab_size),
                        **profile_ort(Path(d) / "onnx", b, a.seq, threads[0], enc.config.vocab_size)}
                    for b in a.batches} if a.profile else {}

@@ -95,7 +95,7 @@ def model_flops(model: MobileBertModel, seq: int) -> float:
     return float(linear + attention)
 
 
-PEAK_GEMM = (1024, 512, 512)  # (m, k, n) large enough for every kernel to run at its full rate: a floor's yardstick
+PEAK_GEMM = (1024, 512, 512)  # (m, k, n) large enough for every kernel's full rate: the yardstick of a floor
 
 
 def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512) -> float:
@@ -120,6 +120,17 @@ def gemm_rate(kind: str, threads: int, m: int = 128, k: int = 512, n: int = 512)
         if i >= 5:
             best = min(best, _clock() - t)
     return 2 * m * k * n / max(best, 1e-12) / 1e9
+
+
+def floor_rates(threads: tuple[int, ...]) -> dict[str, float]:
+    """"<dtype>@<threads>t" -> the GEMM rate at :data:`PEAK_GEMM` in fp32, bf16 and int8: the yardstick of every
+    latency floor (the model's FLOPs over this rate), a settle pause before each measurement."""
+    rates = {}
+    for t in threads:
+        for kind in ("fp32", "bf16", "int8"):
+            time.sleep(SETTLE_S)
+            rates[f"{kind}@{t}t"] = gemm_rate(kind, t, *PEAK_GEMM)
+    return rates
 
 
 def cpu_description() -> str:
@@ -446,12 +457,9 @@ def compare_models(models: dict[str, nn.Module], cfg: BenchConfig | None = None,
                 results[k].rows.append({"backend": n, "threads": t, "batch": b, "seq": s, "median_ms": med,
                                         "p90_ms": p90})
         after = {t: gemm_rate("fp32", t) for t in _with_one(cfg.threads)}
-        for t in cfg.threads:
-            for kind in ("fp32", "bf16", "int8"):
-                time.sleep(SETTLE_S)
-                rate = gemm_rate(kind, t, *PEAK_GEMM)
-                for r in results.values():
-                    r.gemm_gflops[f"{kind}@{t}t"] = rate
+        rates = floor_rates(cfg.threads)
+        for r in results.values():
+            r.gemm_gflops.update(rates)
         all_rows = [row for r in results.values() for row in r.rows]
         verdict = assess_steadiness(all_rows, before, after)  # one verdict: the models ran interleaved
         for r in results.values():
@@ -636,6 +644,6 @@ def bench_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
 
 
 __all__ = ["ALL_BACKENDS", "OPENVINO_BACKENDS", "PEAK_GEMM", "PHONE_BACKENDS", "BenchConfig", "BenchResult",
-           "assess_steadiness", "bench_checkpoint", "bench_text_classifier", "cpu_description", "format_table",
-           "format_text_table", "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops",
+           "assess_steadiness", "bench_checkpoint", "bench_text_classifier", "cpu_description", "floor_rates",
+           "format_table", "format_text_table", "gemm_rate", "has_vnni", "interleaved", "median_p90", "model_flops",
            "phone_unavailable", "plot", "run_bench", "save_json", "transformers_twin"]

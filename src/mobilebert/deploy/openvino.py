@@ -372,5 +372,5 @@ def export_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                            max_seq_length=max_seq_length, overwrite=overwrite)
 
 
-__all__ = ["BF16_TOL", "INT8_SCOPE", "PRECISIONS", "OpenVinoModel", "OpenVinoReport", "calibration_texts", "convert", "convert_eager",
-           "export_checkpoint", "export_openvino", "missing", "quantize_int8", "require"]
+__all__ = ["BF16_TOL", "INT8_SCOPE", "PRECISIONS", "OpenVinoModel", "OpenVinoReport", "calibration_texts", "convert",
+           "convert_eager", "export_checkpoint", "export_openvino", "missing", "quantize_int8", "require"]
